@@ -1,3 +1,23 @@
-"""Meta-Loss Networks: learned loss functions for small-data classification."""
+"""Meta-Loss Networks: learned loss functions for small-data classification.
+
+A meta-loss network (MLN) is a small neural network that *is* a loss function. It is
+evolved with CMA-ES so that small classifiers trained with it on small data sets
+generalise well (Hai & Liu, "Evolving parametrized Loss for Image Classification
+Learning on Small Datasets").
+"""
 
 __version__ = "0.1.0"
+
+from ._meta_loss import ClassicalLoss, MetaLossNetwork, load_meta_loss  # noqa: E402
+from ._modules import MLP, SmallCNN  # noqa: E402
+from .pretrained import load_pretrained  # noqa: E402
+
+__all__ = [
+    "ClassicalLoss",
+    "MLP",
+    "MetaLossNetwork",
+    "SmallCNN",
+    "load_meta_loss",
+    "load_pretrained",
+    "__version__",
+]

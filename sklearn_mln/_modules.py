@@ -1,0 +1,173 @@
+"""Default classifiers (an MLP and a small CNN) and their population forms.
+
+A *population* is ``M`` independent copies of one architecture whose parameters are
+stacked along a leading dimension. :func:`population_forward` runs all of them in one
+pass: hand-batched matmuls / grouped convolutions for the default modules, and
+``torch.func.vmap`` over ``functional_call`` for any other module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class MLP(nn.Module):
+    """Multi-layer perceptron on flattened input.
+
+    Parameters
+    ----------
+    n_features : int
+        Number of input features (inputs of any shape are flattened).
+    n_classes : int
+    hidden_sizes : tuple of int, default=(64,)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_mln import MLP
+    >>> MLP(64, 10)(torch.zeros(3, 1, 8, 8)).shape
+    torch.Size([3, 10])
+    """
+
+    def __init__(self, n_features: int, n_classes: int, hidden_sizes=(64,)) -> None:
+        super().__init__()
+        sizes = [int(n_features), *map(int, hidden_sizes), int(n_classes)]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+
+    def forward(self, X: Tensor) -> Tensor:
+        h = X.flatten(1)
+        for i, layer in enumerate(self.layers):
+            h = layer(h)
+            if i < len(self.layers) - 1:
+                h = torch.relu(h)
+        return h
+
+
+class SmallCNN(nn.Module):
+    """Small convolutional net: (conv3x3 - ReLU - maxpool2) per entry of ``channels``, then linear.
+
+    Parameters
+    ----------
+    in_channels : int
+    n_classes : int
+    image_size : tuple of int (height, width)
+    channels : tuple of int, default=(8, 16)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_mln import SmallCNN
+    >>> SmallCNN(1, 10, (28, 28))(torch.zeros(3, 1, 28, 28)).shape
+    torch.Size([3, 10])
+    """
+
+    def __init__(self, in_channels: int, n_classes: int, image_size, channels=(8, 16)) -> None:
+        super().__init__()
+        height, width = map(int, image_size)
+        convs, c_in = [], int(in_channels)
+        for c_out in map(int, channels):
+            convs.append(nn.Conv2d(c_in, c_out, kernel_size=3, padding=1))
+            c_in, height, width = c_out, height // 2, width // 2
+        if height < 1 or width < 1:
+            raise ValueError(f"image_size {image_size} is too small for {len(channels)} pools.")
+        self.convs = nn.ModuleList(convs)
+        self.fc = nn.Linear(c_in * height * width, int(n_classes))
+
+    def forward(self, X: Tensor) -> Tensor:
+        h = X
+        for conv in self.convs:
+            h = F.max_pool2d(torch.relu(conv(h)), 2)
+        return self.fc(h.flatten(1))
+
+
+def default_module_factory(
+    sample_shape: tuple[int, ...], n_classes: int
+) -> Callable[[], nn.Module]:
+    """The default classifier for inputs of ``sample_shape``: CNN for images, MLP otherwise."""
+    if len(sample_shape) == 3:
+        return partial(SmallCNN, sample_shape[0], n_classes, sample_shape[1:])
+    n_features = 1
+    for s in sample_shape:
+        n_features *= s
+    return partial(MLP, n_features, n_classes)
+
+
+# ----------------------------------------------------------------------------- population forms
+def _mlp_forward(module: MLP, params: dict[str, Tensor], X: Tensor, shared: bool) -> Tensor:
+    n_layers = len(module.layers)
+    h = X.flatten(1) if shared else X.flatten(2)
+    for i in range(n_layers):
+        weight = params[f"layers.{i}.weight"]  # (M, out, in)
+        bias = params[f"layers.{i}.bias"]  # (M, out)
+        if h.ndim == 2:  # shared input (n, d): one matmul against all members at once
+            h = torch.matmul(h, weight.transpose(1, 2)) + bias.unsqueeze(1)
+        else:
+            h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
+        if i < n_layers - 1:
+            h = torch.relu(h)
+    return h
+
+
+def _cnn_forward(module: SmallCNN, params: dict[str, Tensor], X: Tensor, shared: bool) -> Tensor:
+    n_members = params["fc.weight"].shape[0]
+    if shared:  # (n, c, h, w) -> every member sees the same images
+        n = X.shape[0]
+        h = X.repeat(1, n_members, 1, 1)
+    else:  # (M, n, c, h, w) -> (n, M * c, h, w)
+        n = X.shape[1]
+        h = X.transpose(0, 1).reshape(n, -1, *X.shape[3:])
+    for i in range(len(module.convs)):
+        weight = params[f"convs.{i}.weight"]  # (M, out, in, k, k)
+        bias = params[f"convs.{i}.bias"]
+        h = F.conv2d(
+            h, weight.reshape(-1, *weight.shape[2:]), bias.reshape(-1), padding=1, groups=n_members
+        )
+        h = F.max_pool2d(torch.relu(h), 2)
+    h = h.reshape(n, n_members, -1).transpose(0, 1)  # (M, n, features)
+    return torch.baddbmm(params["fc.bias"].unsqueeze(1), h, params["fc.weight"].transpose(1, 2))
+
+
+_HAND_BATCHED = {MLP: _mlp_forward, SmallCNN: _cnn_forward}
+
+
+def _vmap_forward(module: nn.Module, params: dict[str, Tensor], X: Tensor, shared: bool) -> Tensor:
+    from torch.func import functional_call, vmap
+
+    buffers = dict(module.named_buffers())
+
+    def one(member_params, x):
+        return functional_call(module, (member_params, buffers), (x,))
+
+    return vmap(one, in_dims=(0, None if shared else 0))(params, X)
+
+
+def population_forward(
+    module: nn.Module, params: dict[str, Tensor], X: Tensor, *, shared: bool
+) -> Tensor:
+    """Logits ``(M, n, C)`` of ``M`` stacked copies of ``module``.
+
+    ``X`` is ``(n, ...)`` seen by every member when ``shared``, else ``(M, n, ...)``.
+    """
+    forward = _HAND_BATCHED.get(type(module), _vmap_forward)
+    return forward(module, params, X, shared)
+
+
+def supports_population(module: nn.Module, X_sample: Tensor) -> bool:
+    """Whether ``module`` can run in population form (checked on a tiny batch)."""
+    if type(module) in _HAND_BATCHED:
+        return True
+    params = {
+        k: v.detach().unsqueeze(0).repeat(2, *([1] * v.ndim)) for k, v in module.named_parameters()
+    }
+    try:
+        with torch.no_grad():
+            out = population_forward(module, params, X_sample, shared=True)
+            ref = module(X_sample)
+        return out.shape == (2, *ref.shape) and torch.allclose(out[0], ref, atol=1e-5, rtol=1e-4)
+    except Exception:  # any failure means: use the per-classifier loop
+        return False
