@@ -31,22 +31,56 @@ MEMORY_BUDGET_FLOATS = 2**25
 
 
 @dataclass(frozen=True)
-class InnerProblem:
-    """Everything fixed while losses are compared: data, classifier, SGD settings.
-
-    ``X_source``/``y_source`` is the pool tasks are drawn from; ``X_val``/``y_val`` the
-    set accuracy is measured on. Labels are encoded ``0 .. n_classes - 1``.
-    """
+class InnerConfig:
+    """How each small classifier is built and trained: full-batch SGD with momentum."""
 
     module_factory: Callable[[], nn.Module]
-    X_source: np.ndarray
-    y_source: np.ndarray
-    X_val: np.ndarray
-    y_val: np.ndarray
     lr: float = 0.1
     steps: int = 100
     momentum: float = 0.9
     device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class TaskBatch:
+    """The tasks of one evaluation, materialised (small: only the tasks' own rows).
+
+    ``y_val[t]`` holds task ``t``'s labels of the shared validation rows, ``-1`` for rows
+    that do not count for it (classes outside the task, or the task's own training rows).
+    """
+
+    X_train: np.ndarray  # (T, n, ...)
+    y_train: np.ndarray  # (T, n)
+    y_val: np.ndarray  # (T, V)
+    init_seeds: np.ndarray  # (T,)
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.init_seeds)
+
+
+def make_task_batch(
+    tasks: Sequence[Task],
+    init_seeds: Sequence[int],
+    X_source: np.ndarray,
+    y_source: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    val_is_source: bool = False,
+) -> TaskBatch:
+    """Gather the tasks' rows; with ``val_is_source`` each task's own rows leave its validation."""
+    y_val_tasks = []
+    for task in tasks:
+        labels = task.relabel(y_val)
+        if val_is_source:
+            labels[task.train_indices] = -1
+        y_val_tasks.append(labels)
+    return TaskBatch(
+        X_train=np.stack([X_source[t.train_indices] for t in tasks]).astype(np.float32),
+        y_train=np.stack([t.relabel(y_source[t.train_indices]) for t in tasks]),
+        y_val=np.stack(y_val_tasks),
+        init_seeds=np.asarray(init_seeds),
+    )
 
 
 def make_module(module_factory: Callable[[], nn.Module], seed: int) -> nn.Module:
@@ -56,14 +90,8 @@ def make_module(module_factory: Callable[[], nn.Module], seed: int) -> nn.Module
         return module_factory()
 
 
-def _task_data(problem: InnerProblem, task: Task) -> tuple[Tensor, Tensor]:
-    X = torch.as_tensor(problem.X_source[task.train_indices], device=problem.device)
-    y = torch.as_tensor(task.relabel(problem.y_source[task.train_indices]), device=problem.device)
-    return X.float(), y
-
-
 def _accuracy(pred: Tensor, y_task: Tensor) -> tuple[float, bool]:
-    """Accuracy on the validation rows of the task's classes, and whether predictions collapsed."""
+    """Accuracy on the rows that count for the task, and whether predictions collapsed."""
     mask = y_task >= 0
     pred = pred[mask]
     collapsed = bool((pred == pred[0]).all()) if len(pred) > 1 else False
@@ -94,31 +122,28 @@ def train_reference(
 
 
 def score_reference(
-    losses: Sequence[nn.Module],
-    problem: InnerProblem,
-    tasks: Sequence[Task],
-    init_seeds: Sequence[int],
+    losses: Sequence[nn.Module], config: InnerConfig, batch: TaskBatch, X_val: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Accuracy ``(n_losses, n_tasks)`` and failure flags, one classifier at a time."""
-    acc = np.zeros((len(losses), len(tasks)))
-    failed = np.zeros((len(losses), len(tasks)), dtype=bool)
-    X_val = torch.as_tensor(problem.X_val, device=problem.device).float()
-    for t, (task, seed) in enumerate(zip(tasks, init_seeds)):
-        X, y = _task_data(problem, task)
-        y_val = torch.as_tensor(task.relabel(problem.y_val), device=problem.device)
+    acc = np.zeros((len(losses), batch.n_tasks))
+    failed = np.zeros((len(losses), batch.n_tasks), dtype=bool)
+    X_val_t = torch.as_tensor(X_val, device=config.device).float()
+    for t in range(batch.n_tasks):
+        X = torch.as_tensor(batch.X_train[t], device=config.device)
+        y = torch.as_tensor(batch.y_train[t], device=config.device)
+        y_val = torch.as_tensor(batch.y_val[t], device=config.device)
         for p, loss in enumerate(losses):
-            module = make_module(problem.module_factory, seed).to(problem.device)
+            module = make_module(config.module_factory, batch.init_seeds[t]).to(config.device)
             failed[p, t] = train_reference(
                 module,
                 X,
                 y,
-                loss.to(problem.device),
-                lr=problem.lr,
-                steps=problem.steps,
-                momentum=problem.momentum,
+                loss.to(config.device),
+                lr=config.lr,
+                steps=config.steps,
+                momentum=config.momentum,
             )
-            with torch.no_grad():
-                pred = _predict_chunked(lambda xb, m=module: m(xb).unsqueeze(0), X_val, 1)[0]
+            pred = _predict_chunked(lambda xb, m=module: m(xb).unsqueeze(0), X_val_t, 1)[0]
             acc[p, t], collapsed = _accuracy(pred, y_val)
             failed[p, t] |= collapsed or not np.isfinite(acc[p, t])
     return np.where(failed, 0.0, acc), failed
@@ -192,41 +217,41 @@ def _predict_chunked(forward: Callable[[Tensor], Tensor], X: Tensor, n_members: 
 def score_population(
     per_sample_loss: PerSampleLoss,
     n_candidates: int,
-    problem: InnerProblem,
-    tasks: Sequence[Task],
-    init_seeds: Sequence[int],
+    config: InnerConfig,
+    batch: TaskBatch,
+    X_val: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Accuracy ``(n_candidates, n_tasks)`` and failure flags, all members trained at once.
 
     ``per_sample_loss(logits (M, n, C), y (M, n)) -> (M, n)`` applies candidate
     ``m // n_tasks``'s loss to member ``m``.
     """
-    n_tasks = len(tasks)
+    n_tasks = batch.n_tasks
     n_members = n_candidates * n_tasks
-    module, init = init_population(problem.module_factory, init_seeds, problem.device)
+    module, init = init_population(config.module_factory, batch.init_seeds, config.device)
     params = {k: v.repeat(n_candidates, *([1] * (v.ndim - 1))) for k, v in init.items()}
-    data = [_task_data(problem, task) for task in tasks]
-    X = torch.stack([d[0] for d in data]).repeat(n_candidates, *([1] * data[0][0].ndim))
-    y = torch.stack([d[1] for d in data]).repeat(n_candidates, 1)
+    X = torch.as_tensor(batch.X_train, device=config.device)
+    X = X.repeat(n_candidates, *([1] * (X.ndim - 1)))
+    y = torch.as_tensor(batch.y_train, device=config.device).repeat(n_candidates, 1)
     params, failed = train_population(
         module,
         params,
         X,
         y,
         per_sample_loss,
-        lr=problem.lr,
-        steps=problem.steps,
-        momentum=problem.momentum,
+        lr=config.lr,
+        steps=config.steps,
+        momentum=config.momentum,
     )
-    X_val = torch.as_tensor(problem.X_val, device=problem.device).float()
+    X_val_t = torch.as_tensor(X_val, device=config.device).float()
     pred = _predict_chunked(
-        lambda xb: population_forward(module, params, xb, shared=True), X_val, n_members
+        lambda xb: population_forward(module, params, xb, shared=True), X_val_t, n_members
     )
     acc = np.zeros(n_members)
     failed_np = failed.cpu().numpy().copy()
-    y_val_tasks = [torch.as_tensor(t.relabel(problem.y_val), device=problem.device) for t in tasks]
+    y_val = torch.as_tensor(batch.y_val, device=config.device)
     for m in range(n_members):
-        acc[m], collapsed = _accuracy(pred[m], y_val_tasks[m % n_tasks])
+        acc[m], collapsed = _accuracy(pred[m], y_val[m % n_tasks])
         failed_np[m] |= collapsed or not np.isfinite(acc[m])
     acc, failed_np = acc.reshape(n_candidates, n_tasks), failed_np.reshape(n_candidates, n_tasks)
     return np.where(failed_np, 0.0, acc), failed_np
