@@ -1,0 +1,589 @@
+"""MLNEvolver: evolve a meta-loss network with CMA-ES over sampled small-data tasks."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import sys
+import time
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from joblib import Parallel, effective_n_jobs
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._inner import InnerConfig, make_task_batch
+from ._meta_loss import (
+    ACTIVATIONS,
+    INPUTS,
+    STRUCTURES,
+    MetaLossNetwork,
+    MetaLossSpec,
+    frozen_copy,
+    init_flat_params,
+)
+from ._modules import default_module_factory, supports_population
+from ._parallel import evaluate_population
+from ._strategy import CMAStrategy
+from ._tasks import class_indices, draw_seeds, sample_tasks
+
+#: generations whose best candidate joins the final shortlist
+_LAST_GENERATIONS = 5
+#: best-ever (by noisy generation fitness) candidates that join the final shortlist
+_TOP_EVER = 3
+
+
+def check_image_or_flat(X: np.ndarray) -> np.ndarray:
+    """Inputs are ``(n, d)`` features or ``(n, c, h, w)`` images."""
+    if X.ndim not in (2, 4):
+        raise ValueError(
+            f"Expected 2-D (n_samples, n_features) or 4-D (n_samples, channels, height, width) "
+            f"input, got an array with {X.ndim} dimensions."
+        )
+    return X
+
+
+def resolve_module_factory(module, sample_shape, n_classes):
+    """A zero-argument callable that builds a fresh classifier.
+
+    ``None`` gives the default (CNN for images, MLP otherwise); a class or callable is
+    called with no arguments; a module instance is deep-copied and its layers re-drawn
+    with ``reset_parameters``.
+    """
+    if module is None:
+        return default_module_factory(tuple(sample_shape), n_classes)
+    if isinstance(module, torch.nn.Module):
+        return _ResetCopy(module)
+    if callable(module):
+        return module
+    raise TypeError(
+        f"module must be None, a torch.nn.Module class, instance or factory; got {module!r}"
+    )
+
+
+class _ResetCopy:
+    """Picklable factory: a copy of a module instance with freshly drawn weights."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+
+    def __call__(self) -> torch.nn.Module:
+        fresh = copy.deepcopy(self.module)
+        for layer in fresh.modules():
+            if hasattr(layer, "reset_parameters"):
+                layer.reset_parameters()
+        return fresh
+
+
+class MLNEvolver(BaseEstimator):
+    """Evolve a meta-loss network with CMA-ES over sampled small-data tasks.
+
+    ``fit`` splits the pool into a task source and a validation set (stratified). Each
+    generation draws ``n_tasks`` small training sets (``n_shots`` per class) from the task
+    source; every candidate loss trains one small classifier from scratch on each task
+    (full-batch SGD, the same tasks and initial weights for every candidate), and its
+    fitness is the classifiers' mean accuracy on the validation set. CMA-ES maximises it.
+
+    Parameters
+    ----------
+    n_shots : int, default=10
+        Training examples per class in each task.
+    n_ways : int or None, default=None
+        Classes per task; ``None`` uses every class.
+    n_tasks : int, default=8
+        Tasks per generation (every candidate is trained on each).
+    popsize : int, default=16
+        CMA-ES population size.
+    n_generations : int, default=50
+        Maximum number of generations.
+    sigma0 : float, default=0.05
+        Initial CMA-ES step size, in units of the flat parameter vector.
+    init : str or MetaLossNetwork, default="cross_entropy"
+        Starting point, one of ``"cross_entropy"``, ``"label_smoothing"``, ``"random"``
+        or a network. ``"cross_entropy"``: the anchored network that equals CE exactly;
+        ``"label_smoothing"``: the anchored log-prob network equal to label smoothing 0.1;
+        ``"random"``: random weights everywhere. A :class:`MetaLossNetwork` warm-starts
+        from its weights and architecture (the architecture parameters are then ignored).
+    structure, hidden_sizes, activation, inputs, anchor
+        Architecture of the evolved network; see :class:`MetaLossNetwork`.
+    module : None, torch.nn.Module class, instance or zero-argument callable, default=None
+        The inner classifier. ``None``: the defaults of :class:`MLNClassifier` (MLP for
+        flat features, small CNN for images).
+    inner_lr : float, default=0.1
+    inner_steps : int, default=100
+    inner_momentum : float, default=0.9
+        Full-batch SGD of the inner classifiers.
+    validation_size : float, default=0.5
+        Share of the pool held out as the validation set fitness is measured on.
+    n_reeval_tasks : int, default=16
+        Size of the fixed task set on which the final shortlist is re-evaluated (see Notes)
+        and of the task set :meth:`score` draws.
+    max_time : float or None, default=None
+        Stop after this many seconds (checked between generations).
+    diagonal : bool or "auto", default="auto"
+        Separable CMA-ES; ``"auto"`` above 200 dimensions.
+    vectorized : bool, default=True
+        Train all classifiers of a chunk at once; ``False`` uses the one-at-a-time loop.
+    device : str, default="cpu"
+        Torch device of the inner loop, e.g. ``"cuda"``.
+    n_jobs : int or None, default=None
+        joblib workers evaluating candidates; ``None`` means 1 unless in a
+        :func:`joblib.parallel_config` context, ``-1`` all cores.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the split, the tasks, the initial weights and CMA-ES.
+    verbose : int, default=0
+        ``0`` silent; ``>= 1`` a progress bar with best / mean fitness and sigma.
+
+    Attributes
+    ----------
+    meta_loss_ : MetaLossNetwork
+        The evolved loss (frozen), with provenance in ``metadata``.
+    history_ : list of dict
+        Per generation: ``generation``, ``best_fitness``, ``mean_fitness``,
+        ``median_fitness``, ``sigma``, ``seconds``, ``n_failures``.
+    best_fitness_ : float
+        Re-evaluated fitness of ``meta_loss_``.
+    reevaluation_ : dict
+        Shortlist labels and their re-evaluated fitness.
+    stop_reason_ : str
+    classes_ : ndarray
+    n_features_in_ : int
+
+    See Also
+    --------
+    MetaLossNetwork : The loss being evolved.
+    MLNClassifier : Train a classifier with the evolved loss.
+
+    Notes
+    -----
+    Generation fitness is a noisy estimate (a few tasks). ``meta_loss_`` is chosen from a
+    shortlist -- the starting point, the final CMA-ES mean, the best candidate of each of
+    the last 5 generations and the 3 best candidates ever seen -- by mean accuracy on
+    ``n_reeval_tasks`` fixed tasks drawn once per fit; ties go to the earlier entry, so the
+    starting point wins unless something beats it.
+
+    A candidate whose loss goes non-finite, or whose classifier predicts a single class on
+    the validation set, on any task gets fitness 0 and is counted in ``n_failures``.
+
+    Examples
+    --------
+    >>> from sklearn_mln import MLNEvolver
+    >>> from sklearn_mln.datasets import load_digits_images
+    >>> X, y = load_digits_images(return_X_y=True)
+    >>> evo = MLNEvolver(n_shots=5, n_tasks=2, popsize=4, n_generations=2, inner_steps=20,
+    ...                  n_reeval_tasks=2, random_state=0).fit(X[:400], y[:400])
+    >>> len(evo.history_)
+    2
+    >>> 0.0 <= evo.score(X[400:800], y[400:800]) <= 1.0
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "n_shots": [Interval(Integral, 1, None, closed="left")],
+        "n_ways": [Interval(Integral, 2, None, closed="left"), None],
+        "n_tasks": [Interval(Integral, 1, None, closed="left")],
+        "popsize": [Interval(Integral, 2, None, closed="left")],
+        "n_generations": [Interval(Integral, 1, None, closed="left")],
+        "sigma0": [Interval(Real, 0, None, closed="neither")],
+        "init": [StrOptions({"cross_entropy", "label_smoothing", "random"}), MetaLossNetwork],
+        "structure": [StrOptions(set(STRUCTURES))],
+        "hidden_sizes": ["array-like"],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "inputs": [StrOptions(set(INPUTS))],
+        "anchor": [StrOptions({"cross_entropy"}), None],
+        "module": [None, callable, torch.nn.Module],
+        "inner_lr": [Interval(Real, 0, None, closed="neither")],
+        "inner_steps": [Interval(Integral, 1, None, closed="left")],
+        "inner_momentum": [Interval(Real, 0, 1, closed="left")],
+        "validation_size": [Interval(Real, 0, 1, closed="neither")],
+        "n_reeval_tasks": [Interval(Integral, 1, None, closed="left")],
+        "max_time": [Interval(Real, 0, None, closed="neither"), None],
+        "diagonal": ["boolean", StrOptions({"auto"})],
+        "vectorized": ["boolean"],
+        "device": [str],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        *,
+        n_shots=10,
+        n_ways=None,
+        n_tasks=8,
+        popsize=16,
+        n_generations=50,
+        sigma0=0.05,
+        init="cross_entropy",
+        structure="per_class",
+        hidden_sizes=(8,),
+        activation="tanh",
+        inputs="log_probs",
+        anchor="cross_entropy",
+        module=None,
+        inner_lr=0.1,
+        inner_steps=100,
+        inner_momentum=0.9,
+        validation_size=0.5,
+        n_reeval_tasks=16,
+        max_time=None,
+        diagonal="auto",
+        vectorized=True,
+        device="cpu",
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_shots = n_shots
+        self.n_ways = n_ways
+        self.n_tasks = n_tasks
+        self.popsize = popsize
+        self.n_generations = n_generations
+        self.sigma0 = sigma0
+        self.init = init
+        self.structure = structure
+        self.hidden_sizes = hidden_sizes
+        self.activation = activation
+        self.inputs = inputs
+        self.anchor = anchor
+        self.module = module
+        self.inner_lr = inner_lr
+        self.inner_steps = inner_steps
+        self.inner_momentum = inner_momentum
+        self.validation_size = validation_size
+        self.n_reeval_tasks = n_reeval_tasks
+        self.max_time = max_time
+        self.diagonal = diagonal
+        self.vectorized = vectorized
+        self.device = device
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ validation helpers
+    def _validate_pool(self, X, y):
+        X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32, y_numeric=False)
+        check_image_or_flat(X)
+        check_classification_targets(y)
+        encoder = LabelEncoder().fit(y)
+        self.classes_ = encoder.classes_
+        if len(self.classes_) < 2:
+            raise ValueError("MLNEvolver needs at least 2 classes; got 1.")
+        n_ways = len(self.classes_) if self.n_ways is None else self.n_ways
+        if n_ways > len(self.classes_):
+            raise ValueError(f"n_ways={self.n_ways} exceeds the {len(self.classes_)} classes.")
+        y_enc = encoder.transform(y)
+        counts = np.bincount(y_enc)
+        if counts.min() < self.n_shots + 1:
+            worst = self.classes_[counts.argmin()]
+            raise ValueError(
+                f"Every class needs at least n_shots + 1 = {self.n_shots + 1} samples (n_shots "
+                f"for a task, at least one for validation); class {worst!r} has {counts.min()}."
+            )
+        return X, y_enc, n_ways
+
+    def _spec_and_start(self, n_classes: int, rng) -> tuple[MetaLossSpec, np.ndarray]:
+        if isinstance(self.init, MetaLossNetwork):
+            return self.init.spec, self.init.get_flat_params()
+        spec = MetaLossSpec(
+            self.structure,
+            n_classes,
+            tuple(self.hidden_sizes),
+            self.activation,
+            self.inputs,
+            self.anchor,
+        )
+        if self.init == "random":
+            # drawn as for a free network: the output layer is random too
+            return spec, init_flat_params(dataclasses.replace(spec, anchor=None), rng)
+        if spec.anchor != "cross_entropy":
+            raise ValueError(f'init="{self.init}" needs anchor="cross_entropy".')
+        if self.init == "label_smoothing":
+            net = MetaLossNetwork.from_label_smoothing(
+                n_classes,
+                0.1,
+                structure=spec.structure,
+                hidden_sizes=spec.hidden_sizes,
+                activation=spec.activation,
+                random_state=rng,
+            )
+            return net.spec, net.get_flat_params()
+        return spec, init_flat_params(spec, rng)
+
+    # ------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Evolve a meta-loss on the pool ``X, y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : MLNEvolver
+        """
+        X, y_enc, n_ways = self._validate_pool(X, y)
+        rng = check_random_state(self.random_state)
+        split_seed, cma_seed, reeval_seed = draw_seeds(rng, 3)
+        source, val = train_test_split(
+            np.arange(len(y_enc)),
+            test_size=self.validation_size,
+            stratify=y_enc,
+            random_state=split_seed,
+        )
+        source_counts = np.bincount(y_enc[source], minlength=len(self.classes_))
+        if source_counts.min() < self.n_shots:
+            raise ValueError(
+                f"After holding out validation_size={self.validation_size} for validation, a "
+                f"class has only {source_counts.min()} samples for tasks of n_shots="
+                f"{self.n_shots}; lower validation_size or n_shots."
+            )
+        X_source, y_source, X_val, y_val = X[source], y_enc[source], X[val], y_enc[val]
+        spec, x0 = self._spec_and_start(n_ways, rng)
+        config = self._inner_config(X.shape[1:], n_ways)
+        vectorized = self._check_vectorizable(config, X_source[:2])
+        by_class = class_indices(y_source, len(self.classes_))
+
+        def batch_from(task_rng, n_tasks):
+            tasks = sample_tasks(by_class, n_tasks, self.n_shots, self.n_ways, task_rng)
+            return make_task_batch(
+                tasks, draw_seeds(task_rng, len(tasks)), X_source, y_source, y_val
+            )
+
+        strategy = CMAStrategy(x0, self.sigma0, self.popsize, int(cma_seed), self.diagonal)
+        n_workers = effective_n_jobs(self.n_jobs)
+        self.history_, shortlist = [], _Shortlist(x0)
+        self.stop_reason_ = "n_generations"
+        started = time.perf_counter()
+        with (
+            _progress(self.n_generations, self.verbose) as bar,
+            Parallel(n_jobs=min(n_workers, self.popsize)) as parallel,
+        ):
+            for generation in range(self.n_generations):
+                tick = time.perf_counter()
+                batch = batch_from(np.random.RandomState(draw_seeds(rng, 1)[0]), self.n_tasks)
+                thetas = strategy.ask()
+                accuracy, failed = evaluate_population(
+                    thetas,
+                    spec,
+                    config,
+                    batch,
+                    X_val,
+                    n_jobs=self.n_jobs,
+                    vectorized=vectorized,
+                    parallel=parallel,
+                )
+                failed_candidates = failed.any(axis=1)
+                fitness = np.where(failed_candidates, 0.0, accuracy.mean(axis=1))
+                strategy.tell(thetas, fitness)
+                shortlist.add(generation, thetas, fitness)
+                self.history_.append(
+                    {
+                        "generation": generation,
+                        "best_fitness": float(fitness.max()),
+                        "mean_fitness": float(fitness.mean()),
+                        "median_fitness": float(np.median(fitness)),
+                        "sigma": strategy.sigma,
+                        "seconds": time.perf_counter() - tick,
+                        "n_failures": int(failed_candidates.sum()),
+                    }
+                )
+                bar.update(self.history_[-1])
+                stop = strategy.stop()
+                if stop:
+                    self.stop_reason_ = "cma: " + ", ".join(stop)
+                    break
+                if self.max_time is not None and time.perf_counter() - started > self.max_time:
+                    self.stop_reason_ = "max_time"
+                    break
+
+            labels, candidates = shortlist.finalize(strategy.mean)
+            reeval_batch = batch_from(np.random.RandomState(reeval_seed), self.n_reeval_tasks)
+            accuracy, failed = evaluate_population(
+                candidates,
+                spec,
+                config,
+                reeval_batch,
+                X_val,
+                n_jobs=self.n_jobs,
+                vectorized=vectorized,
+                parallel=parallel,
+            )
+        scores = np.where(failed.any(axis=1), 0.0, accuracy.mean(axis=1))
+        best = int(np.argmax(scores))
+        self.reevaluation_ = {"labels": labels, "fitness": scores.tolist(), "chosen": labels[best]}
+        self.best_fitness_ = float(scores[best])
+        self.n_generations_ = len(self.history_)
+        net = MetaLossNetwork.from_spec(spec, candidates[best])
+        net.metadata = self._provenance(len(X))
+        self.meta_loss_ = frozen_copy(net)
+        return self
+
+    def _inner_config(self, sample_shape, n_classes) -> InnerConfig:
+        return InnerConfig(
+            module_factory=resolve_module_factory(self.module, sample_shape, n_classes),
+            lr=float(self.inner_lr),
+            steps=int(self.inner_steps),
+            momentum=float(self.inner_momentum),
+            device=self.device,
+        )
+
+    def _check_vectorizable(self, config: InnerConfig, X_sample: np.ndarray) -> bool:
+        if not self.vectorized:
+            return False
+        module = config.module_factory()
+        if supports_population(module, torch.as_tensor(X_sample)):
+            return True
+        if self.verbose >= 1:
+            print(
+                f"[MLNEvolver] {type(module).__name__} cannot be batched; training one "
+                "classifier at a time.",
+                file=sys.stderr,
+            )
+        return False
+
+    def _provenance(self, n_samples: int) -> dict:
+        from . import __version__
+
+        params = {k: v for k, v in self.get_params().items() if k not in ("module", "init")}
+        params["init"] = self.init if isinstance(self.init, str) else "MetaLossNetwork"
+        params["hidden_sizes"] = list(self.hidden_sizes)
+        return {
+            "evolved_by": "MLNEvolver",
+            "params": params,
+            "n_samples": n_samples,
+            "classes": [str(c) for c in self.classes_],
+            "generations": len(self.history_),
+            "reevaluated_fitness": self.best_fitness_,
+            "stop_reason": self.stop_reason_,
+            "package_version": __version__,
+        }
+
+    # ------------------------------------------------------------------ score
+    def score(self, X, y):
+        """Meta-test: mean accuracy of classifiers trained with ``meta_loss_`` on fresh tasks.
+
+        Draws ``n_reeval_tasks`` tasks of ``n_shots`` per class from ``X, y`` (data evolution
+        never saw); each classifier is scored on the rest of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
+        y : array-like of shape (n_samples,)
+            Labels among ``classes_``.
+
+        Returns
+        -------
+        score : float
+        """
+        check_is_fitted(self)
+        X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32, reset=False)
+        check_image_or_flat(X)
+        unseen = np.setdiff1d(np.unique(y), self.classes_)
+        if len(unseen):
+            raise ValueError(f"y has labels unseen during fit: {unseen[:5].tolist()}.")
+        y_enc = np.searchsorted(self.classes_, y)
+        n_ways = len(self.classes_) if self.n_ways is None else self.n_ways
+        counts = np.bincount(y_enc, minlength=len(self.classes_))
+        if counts.min() < self.n_shots + 1:
+            raise ValueError(
+                f"Every class needs at least n_shots + 1 = {self.n_shots + 1} samples to score."
+            )
+        rng = check_random_state(self.random_state)
+        tasks = sample_tasks(
+            class_indices(y_enc, len(self.classes_)),
+            self.n_reeval_tasks,
+            self.n_shots,
+            self.n_ways,
+            rng,
+        )
+        batch = make_task_batch(
+            tasks, draw_seeds(rng, len(tasks)), X, y_enc, y_enc, val_is_source=True
+        )
+        config = self._inner_config(X.shape[1:], n_ways)
+        accuracy, failed = evaluate_population(
+            self.meta_loss_.get_flat_params()[None],
+            self.meta_loss_.spec,
+            config,
+            batch,
+            X,
+            n_jobs=1,
+            vectorized=self._check_vectorizable(config, X[:2]),
+        )
+        return float(np.where(failed, 0.0, accuracy).mean())
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.non_deterministic = self.device != "cpu"
+        return tags
+
+
+class _Shortlist:
+    """Candidates for the final re-evaluation (see MLNEvolver's Notes)."""
+
+    def __init__(self, x0: np.ndarray) -> None:
+        self.x0 = x0
+        self.generation_best: list[tuple[int, np.ndarray]] = []
+        self.top: list[tuple[float, int, np.ndarray]] = []
+
+    def add(self, generation: int, thetas: np.ndarray, fitness: np.ndarray) -> None:
+        best = int(np.argmax(fitness))
+        self.generation_best = [*self.generation_best, (generation, thetas[best])][
+            -_LAST_GENERATIONS:
+        ]
+        self.top = sorted(
+            [*self.top, (float(fitness[best]), generation, thetas[best])], key=lambda t: -t[0]
+        )[:_TOP_EVER]
+
+    def finalize(self, mean: np.ndarray) -> tuple[list[str], np.ndarray]:
+        labels = ["start", "final mean"]
+        candidates = [self.x0, mean]
+        for generation, theta in self.generation_best:
+            labels.append(f"best of generation {generation}")
+            candidates.append(theta)
+        for _, generation, theta in self.top:
+            label = f"best of generation {generation}"
+            if label not in labels:
+                labels.append(label)
+                candidates.append(theta)
+        return labels, np.stack(candidates)
+
+
+class _progress:
+    """A tqdm bar with best / mean fitness and sigma at ``verbose >= 1``; silent otherwise."""
+
+    def __init__(self, total: int, verbose: int) -> None:
+        self.total, self.verbose, self.bar = total, verbose, None
+
+    def __enter__(self):
+        if self.verbose >= 1:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, desc="evolving", unit="gen", file=sys.stderr)
+        return self
+
+    def update(self, record: dict) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(
+                best=f"{record['best_fitness']:.4f}",
+                mean=f"{record['mean_fitness']:.4f}",
+                sigma=f"{record['sigma']:.3g}",
+                fails=record["n_failures"],
+                refresh=False,
+            )
+            self.bar.update(1)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
