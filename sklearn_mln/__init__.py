@@ -8,6 +8,8 @@ Learning on Small Datasets").
 
 __version__ = "0.1.0"
 
+from ._classifier import MLNClassifier  # noqa: E402
+from ._evolver import MLNEvolver  # noqa: E402
 from ._meta_loss import ClassicalLoss, MetaLossNetwork, load_meta_loss  # noqa: E402
 from ._modules import MLP, SmallCNN  # noqa: E402
 from .pretrained import load_pretrained  # noqa: E402
@@ -15,6 +17,8 @@ from .pretrained import load_pretrained  # noqa: E402
 __all__ = [
     "ClassicalLoss",
     "MLP",
+    "MLNClassifier",
+    "MLNEvolver",
     "MetaLossNetwork",
     "SmallCNN",
     "load_meta_loss",
