@@ -17,9 +17,9 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
-from ._inner import InnerConfig, make_task_batch
+from ._inner import InnerConfig, make_module, make_task_batch
 from ._meta_loss import (
     ACTIVATIONS,
     INPUTS,
@@ -33,21 +33,12 @@ from ._modules import default_module_factory, supports_population
 from ._parallel import evaluate_population
 from ._strategy import CMAStrategy
 from ._tasks import class_indices, draw_seeds, sample_tasks
+from ._validation import check_sample_shape
 
 #: generations whose best candidate joins the final shortlist
 _LAST_GENERATIONS = 5
 #: best-ever (by noisy generation fitness) candidates that join the final shortlist
 _TOP_EVER = 3
-
-
-def check_image_or_flat(X: np.ndarray) -> np.ndarray:
-    """Inputs are ``(n, d)`` features or ``(n, c, h, w)`` images."""
-    if X.ndim not in (2, 4):
-        raise ValueError(
-            f"Expected 2-D (n_samples, n_features) or 4-D (n_samples, channels, height, width) "
-            f"input, got an array with {X.ndim} dimensions."
-        )
-    return X
 
 
 def resolve_module_factory(module, sample_shape, n_classes):
@@ -271,12 +262,12 @@ class MLNEvolver(BaseEstimator):
     # ------------------------------------------------------------------ validation helpers
     def _validate_pool(self, X, y):
         X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32, y_numeric=False)
-        check_image_or_flat(X)
+        check_sample_shape(self, X, reset=True)
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
         self.classes_ = encoder.classes_
         if len(self.classes_) < 2:
-            raise ValueError("MLNEvolver needs at least 2 classes; got 1.")
+            raise ValueError("MLNEvolver needs at least 2 classes; got 1 class.")
         n_ways = len(self.classes_) if self.n_ways is None else self.n_ways
         if n_ways > len(self.classes_):
             raise ValueError(f"n_ways={self.n_ways} exceeds the {len(self.classes_)} classes.")
@@ -441,7 +432,7 @@ class MLNEvolver(BaseEstimator):
     def _check_vectorizable(self, config: InnerConfig, X_sample: np.ndarray) -> bool:
         if not self.vectorized:
             return False
-        module = config.module_factory()
+        module = make_module(config.module_factory, 0)
         if supports_population(module, torch.as_tensor(X_sample)):
             return True
         if self.verbose >= 1:
@@ -487,8 +478,8 @@ class MLNEvolver(BaseEstimator):
         score : float
         """
         check_is_fitted(self)
-        X, y = validate_data(self, X, y, allow_nd=True, dtype=np.float32, reset=False)
-        check_image_or_flat(X)
+        X, y = check_X_y(X, y, allow_nd=True, dtype=np.float32)
+        check_sample_shape(self, X, reset=False)
         unseen = np.setdiff1d(np.unique(y), self.classes_)
         if len(unseen):
             raise ValueError(f"y has labels unseen during fit: {unseen[:5].tolist()}.")

@@ -143,6 +143,7 @@ def score_reference(
                 steps=config.steps,
                 momentum=config.momentum,
             )
+            module.eval()
             pred = _predict_chunked(lambda xb, m=module: m(xb).unsqueeze(0), X_val_t, 1)[0]
             acc[p, t], collapsed = _accuracy(pred, y_val)
             failed[p, t] |= collapsed or not np.isfinite(acc[p, t])

@@ -1,0 +1,248 @@
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sklearn_mln import MetaLossNetwork, MLNEvolver
+from sklearn_mln._strategy import DIAGONAL_THRESHOLD, CMAStrategy
+from sklearn_mln.datasets import load_digits_images
+
+TINY = dict(
+    n_shots=3,
+    n_tasks=2,
+    popsize=4,
+    n_generations=2,
+    inner_steps=10,
+    n_reeval_tasks=2,
+    hidden_sizes=(4,),
+)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits_images(return_X_y=True)
+    return X.reshape(len(X), -1), y
+
+
+@pytest.fixture(scope="module")
+def fitted(digits):
+    X, y = digits
+    return MLNEvolver(**TINY, random_state=0).fit(X[:300], y[:300])
+
+
+def _history_without_time(evo):
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in evo.history_]
+
+
+def test_user_story(fitted, digits):
+    from sklearn_mln import MLNClassifier
+
+    X, y = digits
+    evo = fitted
+    assert isinstance(evo.meta_loss_, MetaLossNetwork)
+    assert not any(p.requires_grad for p in evo.meta_loss_.parameters())
+    assert len(evo.history_) == TINY["n_generations"] == evo.n_generations_
+    assert set(evo.history_[0]) == {
+        "generation",
+        "best_fitness",
+        "mean_fitness",
+        "median_fitness",
+        "sigma",
+        "seconds",
+        "n_failures",
+    }
+    for h in evo.history_:
+        assert 0 <= h["mean_fitness"] <= h["best_fitness"] <= 1
+    score = evo.score(X[300:600], y[300:600])
+    assert 0.3 < score <= 1.0  # 3-shot digits classifiers, far above chance (0.1)
+    clf = MLNClassifier(meta_loss=evo, max_epochs=20, random_state=0).fit(X[:50], y[:50])
+    assert clf.score(X[600:], y[600:]) > 0.3
+    assert evo.meta_loss_.metadata["evolved_by"] == "MLNEvolver"
+
+
+def test_random_state_reproduces_bit_for_bit(fitted, digits):
+    X, y = digits
+    again = clone(fitted).fit(X[:300], y[:300])
+    np.testing.assert_array_equal(
+        again.meta_loss_.get_flat_params(), fitted.meta_loss_.get_flat_params()
+    )
+    assert _history_without_time(again) == _history_without_time(fitted)
+    assert again.score(X[300:600], y[300:600]) == fitted.score(X[300:600], y[300:600])
+
+
+def test_different_seed_differs(fitted, digits):
+    X, y = digits
+    other = clone(fitted).set_params(random_state=1).fit(X[:300], y[:300])
+    assert _history_without_time(other) != _history_without_time(fitted)
+
+
+def test_n_jobs_1_and_2_identical(digits):
+    X, y = digits
+    one = MLNEvolver(**TINY, n_jobs=1, random_state=3).fit(X[:300], y[:300])
+    two = MLNEvolver(**TINY, n_jobs=2, random_state=3).fit(X[:300], y[:300])
+    np.testing.assert_array_equal(
+        one.meta_loss_.get_flat_params(), two.meta_loss_.get_flat_params()
+    )
+    assert _history_without_time(one) == _history_without_time(two)
+
+
+def test_silent_no_files_no_global_rng(tmp_path, monkeypatch, capsys, digits):
+    X, y = digits
+    monkeypatch.chdir(tmp_path)
+    np_state = np.random.get_state()
+    torch_state = torch.random.get_rng_state()
+    MLNEvolver(**TINY, random_state=0, verbose=0).fit(X[:300], y[:300])
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    assert os.listdir(tmp_path) == []  # pycma's outcmaes/ would appear here
+    after = np.random.get_state()
+    assert np_state[0] == after[0] and np.array_equal(np_state[1], after[1])
+    assert torch.equal(torch_state, torch.random.get_rng_state())
+
+
+def test_verbose_shows_progress(capsys, digits):
+    X, y = digits
+    MLNEvolver(**TINY, random_state=0, verbose=1).fit(X[:300], y[:300])
+    err = capsys.readouterr().err
+    assert "evolving" in err and "best=" in err and "sigma=" in err
+
+
+def test_cma_seed_and_diagonal_switch():
+    with pytest.raises(ValueError, match="seed 0"):
+        CMAStrategy(np.zeros(3), 0.1, 4, seed=0)
+    small = CMAStrategy(np.zeros(DIAGONAL_THRESHOLD), 0.1, 4, seed=1)
+    large = CMAStrategy(np.zeros(DIAGONAL_THRESHOLD + 1), 0.1, 4, seed=1)
+    assert not small.diagonal and large.diagonal
+    assert large.es.opts["CMA_diagonal"] is True
+    a = CMAStrategy(np.zeros(5), 0.1, 4, seed=7).ask()
+    np.random.seed(123)  # the caller's global generator must not influence pycma
+    b = CMAStrategy(np.zeros(5), 0.1, 4, seed=7).ask()
+    np.testing.assert_array_equal(a, b)
+
+
+def test_joint_structure_uses_separable_cma_above_threshold(digits):
+    X, y = digits
+    evo = MLNEvolver(
+        **{**TINY, "n_generations": 1, "hidden_sizes": (12,)}, structure="joint", random_state=0
+    ).fit(X[:300], y[:300])
+    assert evo.meta_loss_.n_params == 2 + 20 * 12 + 12 + 12 + 1 > DIAGONAL_THRESHOLD
+    assert evo.meta_loss_.spec.structure == "joint"
+
+
+def test_bad_candidates_get_worst_fitness_without_crashing(digits):
+    X, y = digits
+    evo = MLNEvolver(
+        **{**TINY, "n_generations": 3}, init="random", anchor=None, sigma0=20.0, random_state=0
+    ).fit(X[:300], y[:300])
+    failures = sum(h["n_failures"] for h in evo.history_)
+    assert failures > 0
+    assert all(np.isfinite(h["best_fitness"]) for h in evo.history_)
+
+
+def test_max_time_stops_early(digits):
+    X, y = digits
+    evo = MLNEvolver(**{**TINY, "n_generations": 50}, max_time=1e-6, random_state=0)
+    evo.fit(X[:300], y[:300])
+    assert evo.stop_reason_ == "max_time" and len(evo.history_) == 1
+
+
+def test_meta_loss_is_chosen_by_reevaluation(fitted):
+    re = fitted.reevaluation_
+    assert re["labels"][0] == "start" and len(re["labels"]) == len(re["fitness"])
+    assert fitted.best_fitness_ == max(re["fitness"])
+    assert re["chosen"] == re["labels"][int(np.argmax(re["fitness"]))]
+
+
+def test_label_smoothing_start_and_warm_start(digits):
+    X, y = digits
+    evo = MLNEvolver(**{**TINY, "n_generations": 1}, init="label_smoothing", random_state=0)
+    evo.fit(X[:300], y[:300])
+    warm = MLNEvolver(**{**TINY, "n_generations": 1}, init=evo.meta_loss_, random_state=0)
+    warm.fit(X[:300], y[:300])
+    assert warm.meta_loss_.spec == evo.meta_loss_.spec
+
+
+@pytest.mark.parametrize(
+    "X_y, match",
+    [
+        (lambda X, y: (X[:40], y[:40]), "at least n_shots"),
+        (lambda X, y: (X[:100], np.zeros(100)), "at least 2 classes"),
+        (
+            lambda X, y: (
+                np.where(np.arange(X[:300].size).reshape(300, -1) == 5, np.nan, X[:300]),
+                y[:300],
+            ),
+            "NaN",
+        ),
+        (lambda X, y: (X[:300].reshape(300, 8, 8), y[:300]), "2-D .* or 4-D"),
+        (lambda X, y: (X[:300], y[:299]), "inconsistent"),
+    ],
+)
+def test_bad_input_is_rejected_before_work(digits, X_y, match):
+    X, y = digits
+    with pytest.raises(ValueError, match=match):
+        MLNEvolver(**{**TINY, "n_shots": 5}).fit(*X_y(X, y))
+
+
+def test_score_rejects_unseen_labels(fitted, digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="unseen"):
+        fitted.score(X[300:600], y[300:600] + 100)
+
+
+def test_pickle_fitted(fitted, digits):
+    X, y = digits
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(
+        restored.meta_loss_.get_flat_params(), fitted.meta_loss_.get_flat_params()
+    )
+    assert restored.score(X[300:600], y[300:600]) == fitted.score(X[300:600], y[300:600])
+
+
+class _BatchNormNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(64, 10)
+        self.bn = torch.nn.BatchNorm1d(10)
+
+    def forward(self, X):
+        return self.bn(self.fc(X.flatten(1)))
+
+
+def test_unbatchable_module_falls_back_with_notice(capsys, digits):
+    X, y = digits
+    evo = MLNEvolver(
+        **{**TINY, "n_generations": 1}, module=_BatchNormNet, random_state=0, verbose=1
+    ).fit(X[:300], y[:300])
+    assert "cannot be batched" in capsys.readouterr().err
+    assert evo.history_[0]["best_fitness"] > 0.2
+
+
+def test_images_use_the_cnn(digits):
+    X, y = load_digits_images(return_X_y=True)
+    evo = MLNEvolver(**{**TINY, "n_generations": 1}, random_state=0).fit(X[:300], y[:300])
+    assert evo.n_features_in_ == 64
+    assert evo.score(X[300:600], y[300:600]) > 0.2
+
+
+@parametrize_with_checks(
+    [
+        MLNEvolver(
+            n_shots=1,
+            n_tasks=1,
+            popsize=2,
+            n_generations=1,
+            inner_steps=2,
+            n_reeval_tasks=1,
+            hidden_sizes=(2,),
+            random_state=0,
+        )
+    ],
+    expected_failed_checks=lambda est: {},
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
