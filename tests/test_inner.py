@@ -1,0 +1,187 @@
+import numpy as np
+import pytest
+import torch
+
+from sklearn_mln import ClassicalLoss, MetaLossNetwork
+from sklearn_mln._inner import (
+    InnerConfig,
+    init_population,
+    make_task_batch,
+    mln_population_loss,
+    score_population,
+    score_reference,
+    train_population,
+)
+from sklearn_mln._modules import MLP, default_module_factory, supports_population
+from sklearn_mln._parallel import evaluate_population
+from sklearn_mln._tasks import class_indices, draw_seeds, sample_tasks
+from sklearn_mln.datasets import load_digits_images
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits_images(return_X_y=True)
+    return X, y
+
+
+def _setup(X, y, n_tasks=3, n_shots=5, seed=0, n_ways=None, steps=30):
+    rng = np.random.RandomState(seed)
+    source, val = np.arange(600), np.arange(600, 1000)
+    tasks = sample_tasks(class_indices(y[source], 10), n_tasks, n_shots, n_ways, rng)
+    batch = make_task_batch(tasks, draw_seeds(rng, n_tasks), X[source], y[source], y[val])
+    n_classes = n_ways or 10
+    config = InnerConfig(default_module_factory(X.shape[1:], n_classes), lr=0.1, steps=steps)
+    return config, batch, X[val]
+
+
+def _candidates(n):
+    nets = [MetaLossNetwork(random_state=i) for i in range(n)]
+    for i, net in enumerate(nets[1:], 1):
+        noise = np.random.RandomState(i).normal(0, 0.05, net.n_params)
+        net.set_flat_params(net.get_flat_params() + noise)
+    return nets
+
+
+@pytest.mark.parametrize("flat, atol", [(True, 1e-9), (False, 0.02)])
+def test_vectorized_path_matches_reference(digits, flat, atol):
+    X, y = digits
+    X = X.reshape(len(X), -1) if flat else X
+    config, batch, X_val = _setup(X, y, n_tasks=2)
+    nets = _candidates(3)
+    ref_acc, ref_failed = score_reference(nets, config, batch, X_val)
+    thetas = np.stack([n.get_flat_params() for n in nets])
+    pop_acc, pop_failed = score_population(
+        mln_population_loss(thetas, nets[0].spec, batch.n_tasks), 3, config, batch, X_val
+    )
+    np.testing.assert_array_equal(ref_failed, pop_failed)
+    # MLP: identical maths; CNN: float round-off of different kernels can flip a few of 400
+    np.testing.assert_allclose(pop_acc, ref_acc, atol=atol)
+    assert ref_acc[0].min() > 0.5  # the unperturbed candidate is cross-entropy
+
+
+def test_classical_loss_broadcasts_over_members(digits):
+    X, y = digits
+    config, batch, X_val = _setup(X.reshape(len(X), -1), y)
+    ce = ClassicalLoss("cross_entropy")
+    pop_acc, _ = score_population(ce.per_sample, 1, config, batch, X_val)
+    ref_acc, _ = score_reference([ce], config, batch, X_val)
+    np.testing.assert_allclose(pop_acc, ref_acc, atol=1e-9)
+    # the CE-anchored network starts as exactly CE
+    anchored = MetaLossNetwork(random_state=0)
+    mln_acc, _ = score_population(anchored.per_sample, 1, config, batch, X_val)
+    np.testing.assert_allclose(mln_acc, pop_acc, atol=1e-9)
+
+
+def test_common_random_numbers(digits):
+    """Every candidate sees the same tasks and initial weights: equal losses, equal rows."""
+    X, y = digits
+    config, batch, X_val = _setup(X.reshape(len(X), -1), y)
+    theta = MetaLossNetwork(random_state=0).get_flat_params()
+    acc, _ = score_population(
+        mln_population_loss(np.stack([theta] * 3), MetaLossNetwork().spec, batch.n_tasks),
+        3,
+        config,
+        batch,
+        X_val,
+    )
+    assert np.array_equal(acc[0], acc[1]) and np.array_equal(acc[0], acc[2])
+    assert len(set(acc[0].round(6))) > 1  # tasks differ
+
+
+def test_non_finite_member_is_isolated(digits):
+    X, y = digits
+    config, batch, X_val = _setup(X.reshape(len(X), -1), y, n_tasks=2)
+    ce = ClassicalLoss("cross_entropy")
+
+    def loss(logits, y_):
+        values = ce.per_sample(logits, y_)
+        poisoned = torch.zeros_like(values)
+        poisoned[2:] = float("nan")  # candidate 1 (members 2, 3) is broken
+        return values + poisoned
+
+    acc, failed = score_population(loss, 2, config, batch, X_val)
+    assert failed[1].all() and not failed[0].any()
+    assert (acc[1] == 0).all() and (acc[0] > 0.3).all()
+
+
+def test_collapsed_classifier_counts_as_failure(digits):
+    X, y = digits
+    config, batch, X_val = _setup(X.reshape(len(X), -1), y, n_tasks=1)
+
+    def push_to_class_zero(logits, y_):
+        return -logits[..., 0]  # always predict class 0
+
+    acc, failed = score_population(push_to_class_zero, 1, config, batch, X_val)
+    assert failed.all() and (acc == 0).all()
+
+
+def test_n_ways_tasks(digits):
+    X, y = digits
+    config, batch, X_val = _setup(X.reshape(len(X), -1), y, n_ways=3)
+    assert batch.y_train.max() == 2 and set(np.unique(batch.y_val)) <= {-1, 0, 1, 2}
+    acc, failed = score_population(ClassicalLoss().per_sample, 1, config, batch, X_val)
+    assert not failed.any() and acc.mean() > 0.6  # 3-way is easier than 10-way
+
+
+def test_custom_module_runs_batched_through_vmap(digits):
+    X, y = digits
+    X = X.reshape(len(X), -1)
+
+    def factory():
+        return torch.nn.Sequential(
+            torch.nn.Linear(64, 16), torch.nn.Tanh(), torch.nn.Linear(16, 10)
+        )
+
+    assert supports_population(factory(), torch.as_tensor(X[:2]))
+    config, batch, X_val = _setup(X, y)
+    config = InnerConfig(factory, lr=0.1, steps=20)
+    ce = ClassicalLoss()
+    np.testing.assert_allclose(
+        score_population(ce.per_sample, 1, config, batch, X_val)[0],
+        score_reference([ce], config, batch, X_val)[0],
+        atol=1e-6,
+    )
+
+
+def test_train_population_gradient_is_per_member(digits):
+    """Training M members together equals training each alone."""
+    X, y = digits
+    X = torch.as_tensor(X[:40].reshape(40, -1))
+    y = torch.as_tensor(y[:40])
+    factory = default_module_factory((64,), 10)
+    module, params = init_population(factory, [1, 2])
+    loss = ClassicalLoss().per_sample
+    together, _ = train_population(
+        module, params, X.expand(2, -1, -1), y.expand(2, -1), loss, lr=0.1, steps=5, momentum=0.9
+    )
+    alone, _ = train_population(
+        module,
+        {k: v[1:] for k, v in params.items()},
+        X[None],
+        y[None],
+        loss,
+        lr=0.1,
+        steps=5,
+        momentum=0.9,
+    )
+    for name in together:
+        torch.testing.assert_close(together[name][1:], alone[name])
+    assert isinstance(module, MLP)
+
+
+def test_evaluate_population_chunks_agree(digits):
+    X, y = digits
+    config, batch, X_val = _setup(X.reshape(len(X), -1), y)
+    nets = _candidates(4)
+    thetas = np.stack([n.get_flat_params() for n in nets])
+    one = evaluate_population(thetas, nets[0].spec, config, batch, X_val, n_jobs=1)
+    two = evaluate_population(thetas, nets[0].spec, config, batch, X_val, n_jobs=2)
+    np.testing.assert_array_equal(one[0], two[0])
+
+
+def test_inner_loop_leaves_torch_rng_alone(digits):
+    X, y = digits
+    config, batch, X_val = _setup(X.reshape(len(X), -1), y)
+    state = torch.random.get_rng_state()
+    score_population(ClassicalLoss().per_sample, 1, config, batch, X_val)
+    assert torch.equal(state, torch.random.get_rng_state())
