@@ -481,10 +481,21 @@ def load_meta_loss(path) -> MetaLossNetwork:
     if not path.is_file():
         raise FileNotFoundError(f"No meta-loss file at {str(path)!r}.")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise ValueError("not an .npz archive")
+        with archive:
             header = json.loads(str(archive["header"]))
             theta = np.asarray(archive["theta"], dtype=np.float64)
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as exc:
+    except (
+        zipfile.BadZipFile,
+        OSError,
+        ValueError,
+        KeyError,
+        EOFError,
+        NotImplementedError,  # zipfile: corrupt compression-method field
+        RuntimeError,  # zipfile: corrupt flags read as "encrypted"
+    ) as exc:
         raise ValueError(
             f"{str(path)!r} is not a readable meta-loss file (truncated or corrupt?): {exc}"
         ) from exc

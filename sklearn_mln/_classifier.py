@@ -1,0 +1,398 @@
+"""MLNClassifier: a small neural classifier trained with a (meta-)loss, on skorch.
+
+The estimator validates the data, encodes the labels, resolves ``meta_loss`` into a frozen
+loss module and hands the training loop to a :class:`skorch.NeuralNetClassifier` (so
+callbacks, ``history_`` and printing are skorch's). The loss is the net's criterion; its
+parameters are kept out of the optimizer.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch import NeuralNetClassifier
+from torch import nn
+
+from ._meta_loss import resolve_loss
+from ._modules import default_module_factory
+from ._validation import check_sample_shape
+
+#: prefixes of the skorch-routed ``**kwargs``
+PREFIXES = ("module", "optimizer", "iterator_train", "iterator_valid", "callbacks", "dataset")
+_MAX_SEED = np.iinfo(np.int32).max
+
+
+def _softmax(logits: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(logits, dim=-1)
+
+
+class _FrozenCriterionNet(NeuralNetClassifier):
+    """A skorch classifier whose optimizer sees the module's parameters only.
+
+    skorch hands the criterion's parameters to the optimizer too (a trap for a loss that
+    is itself a network); the meta-loss is fixed while a classifier trains.
+    """
+
+    def get_all_learnable_params(self):
+        seen = set()
+        for name in self._modules:
+            for param_name, param in getattr(self, name + "_").named_parameters():
+                if param not in seen:
+                    seen.add(param)
+                    yield param_name, param
+
+
+def _split_prefixed(kwargs: dict) -> None:
+    """Raise a skorch-style TypeError for keys that are not ``<prefix>__<name>``."""
+    bad = []
+    for key in sorted(kwargs):
+        prefix = next((p for p in PREFIXES if key.startswith(p + "__")), None)
+        if prefix is not None and len(key) > len(prefix) + 2:
+            continue
+        hint = next((p for p in sorted(PREFIXES, key=len, reverse=True) if key.startswith(p)), None)
+        if hint is not None:
+            bad.append(f"{key} (did you mean {hint}__{key[len(hint) :].lstrip('_')}?)")
+        else:
+            bad.append(key)
+    if bad:
+        raise TypeError(
+            f"MLNClassifier got unexpected argument(s) {', '.join(bad)}; extra arguments must "
+            f"be routed to skorch with one of the prefixes "
+            f"{', '.join(p + '__' for p in PREFIXES)}."
+        )
+
+
+def _check_module_output(net: NeuralNetClassifier, X: np.ndarray, n_classes: int) -> None:
+    """Fail early, with a clear message, when the module does not output ``(n, n_classes)``."""
+    module = net.module_
+    training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            out = module(torch.as_tensor(X, device=net.device))
+    finally:
+        module.train(training)
+    out = out[0] if isinstance(out, tuple) else out
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (len(X), n_classes):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"The module must output logits of shape (n_samples, n_classes) = "
+            f"({len(X)}, {n_classes}); it output {shape}."
+        )
+
+
+def _rng_devices(device) -> list[int]:
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        return [device.index if device.index is not None else torch.cuda.current_device()]
+    return []
+
+
+class MLNClassifier(ClassifierMixin, BaseEstimator):
+    """Neural classifier trained with a classical or meta-learned loss, on skorch.
+
+    Trains a small network (an MLP on flat input, a small CNN on images) from scratch with
+    a loss that may be a meta-loss network evolved by :class:`MLNEvolver`. Training is a
+    :class:`skorch.NeuralNetClassifier`: callbacks, ``history_`` and the printed log are
+    skorch's.
+
+    Parameters
+    ----------
+    module : None, torch.nn.Module class or instance, or callable, default=None
+        The classifier; it must output logits ``(n, n_classes)``. ``None`` builds the
+        default for the input: :class:`SmallCNN` for images ``(n, c, h, w)``,
+        :class:`MLP` (one hidden layer of 64) for flat ``(n, d)`` data. A class is
+        instantiated with the ``module__*`` arguments; its ``n_features``, ``n_classes``,
+        ``in_channels`` and ``image_size`` arguments, when it has them and they are not
+        given, are filled in from the data. An instance is copied before training, so the
+        parameter itself is never changed (and ``random_state`` does not re-draw its
+        weights).
+    meta_loss : str, path, MetaLossNetwork, ClassicalLoss or fitted MLNEvolver, \
+            default="cross_entropy"
+        The training loss: a classical loss name (``"cross_entropy"``, ``"mse"``,
+        ``"label_smoothing"``, ``"focal"``), the name of a shipped pretrained loss, the path
+        of a saved meta-loss, a loss module or a fitted evolver. A frozen copy is used.
+    max_epochs : int, default=100
+        Passes over the training data. With ``batch_size=-1`` this is the number of SGD
+        steps.
+    lr : float, default=0.1
+        Learning rate.
+    momentum : float, default=0.9
+        Passed to the optimizer as ``optimizer__momentum`` when the optimizer accepts a
+        ``momentum`` argument (``torch.optim.SGD`` does); ignored otherwise. An explicit
+        ``optimizer__momentum`` takes precedence.
+    batch_size : int, default=-1
+        Mini-batch size; ``-1`` means the whole training set (full batch, the natural
+        choice for small data). Mini-batches are shuffled every epoch.
+    optimizer : torch.optim.Optimizer class, default=torch.optim.SGD
+    train_split : None or callable, default=None
+        skorch's ``train_split``; ``None`` trains on all of the data (skorch's own default
+        would hold out 20 %, too much for small data). Pass e.g.
+        ``skorch.dataset.ValidSplit(5)`` to track a validation loss.
+    callbacks : None, list or "disable", default=None
+        skorch callbacks (``EpochScoring``, ``EarlyStopping``, ...), added to skorch's
+        defaults. They are copied at fit time; the trained ones are in
+        ``net_.callbacks_``.
+    device : str or torch.device, default="cpu"
+    random_state : int, RandomState instance or None, default=None
+        Seeds the weight initialization and the shuffling of mini-batches. Fitting
+        leaves torch's global random state as it was.
+    verbose : int, default=0
+        skorch's verbosity; ``0`` prints nothing.
+    **kwargs
+        skorch-routed arguments, each ``<prefix>__<name>`` with a prefix among
+        ``module``, ``optimizer``, ``iterator_train``, ``iterator_valid``, ``callbacks`` and
+        ``dataset`` (e.g. ``module__hidden_sizes=(32,)``, ``optimizer__weight_decay=1e-4``).
+        They are parameters like any other (``get_params``, ``set_params``, grid search).
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels.
+    n_features_in_ : int
+        Number of features seen in fit: ``d`` for flat input, ``c * h * w`` for images.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features, when ``X`` is a DataFrame with string column names.
+    sample_shape_ : tuple of int
+        Shape of one sample, ``(d,)`` or ``(c, h, w)``; predict expects the same.
+    loss_ : torch.nn.Module
+        The frozen loss the classifier was trained with.
+    net_ : NeuralNetClassifier
+        The fitted skorch net.
+    module_ : torch.nn.Module
+        The trained classifier (``net_.module_``).
+    history_ : skorch.History
+        One row per epoch (``train_loss``, and whatever the callbacks record).
+
+    See Also
+    --------
+    MLNEvolver : Evolve a meta-loss for small-data classification.
+    MetaLossNetwork : The meta-loss network.
+    skorch.NeuralNetClassifier : The training loop used here.
+
+    Notes
+    -----
+    The meta-loss is skorch's criterion, a frozen copy: its parameters are not given to the
+    optimizer and do not change during fit. ``predict_proba`` is the softmax of the
+    module's logits (float64, rows summing to one); ``predict`` maps back to ``classes_``.
+
+    Examples
+    --------
+    >>> from sklearn_mln import MLNClassifier
+    >>> from sklearn_mln.datasets import load_digits_images
+    >>> X, y = load_digits_images(return_X_y=True)
+    >>> clf = MLNClassifier(max_epochs=30, random_state=0).fit(X[:100], y[:100])
+    >>> clf.predict(X[100:105]).shape
+    (5,)
+    >>> bool(clf.score(X[100:400], y[100:400]) > 0.5)
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "module": [None, callable],
+        "meta_loss": "no_validation",  # resolve_loss raises clear errors
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
+        "optimizer": [callable],
+        "train_split": [None, callable],
+        "callbacks": [None, list, StrOptions({"disable"})],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        module=None,
+        meta_loss="cross_entropy",
+        *,
+        max_epochs=100,
+        lr=0.1,
+        momentum=0.9,
+        batch_size=-1,
+        optimizer=torch.optim.SGD,
+        train_split=None,
+        callbacks=None,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+        **kwargs,
+    ):
+        _split_prefixed(kwargs)
+        self.module = module
+        self.meta_loss = meta_loss
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.momentum = momentum
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.train_split = train_split
+        self.callbacks = callbacks
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+        vars(self).update(kwargs)
+
+    # ------------------------------------------------------------------ params
+    def _routed_names(self) -> list[str]:
+        return sorted(k for k in vars(self) if any(k.startswith(p + "__") for p in PREFIXES))
+
+    def get_params(self, deep=True):
+        params = super().get_params(deep=deep)
+        params.update({k: getattr(self, k) for k in self._routed_names()})
+        return params
+
+    def set_params(self, **params):
+        routed = {k: v for k, v in params.items() if any(k.startswith(p + "__") for p in PREFIXES)}
+        for key, value in routed.items():
+            setattr(self, key, value)
+        rest = {k: v for k, v in params.items() if k not in routed}
+        if rest:
+            super().set_params(**rest)
+        return self
+
+    def _prefixed(self, prefix: str) -> dict:
+        return {k: getattr(self, k) for k in self._routed_names() if k.startswith(prefix + "__")}
+
+    # ------------------------------------------------------------------ building the net
+    def _module_and_kwargs(self, n_classes: int) -> tuple:
+        user = self._prefixed("module")
+        shape = self.sample_shape_
+        if self.module is None:
+            return default_module_factory(shape, n_classes), user
+        module = self.module
+        if isinstance(module, nn.Module) and not user:
+            return copy.deepcopy(module), user
+        target = type(module) if isinstance(module, nn.Module) else module
+        inferred = {"n_features": self.n_features_in_, "n_classes": n_classes}
+        if len(shape) == 3:
+            inferred.update(in_channels=shape[0], image_size=shape[1:])
+        try:
+            accepted = inspect.signature(target).parameters
+        except (TypeError, ValueError):
+            accepted = {}
+        kwargs = {f"module__{k}": v for k, v in inferred.items() if k in accepted}
+        return module, {**kwargs, **user}
+
+    def _optimizer_kwargs(self) -> dict:
+        kwargs = {}
+        try:
+            accepted = inspect.signature(self.optimizer).parameters
+        except (TypeError, ValueError):
+            accepted = {}
+        if "momentum" in accepted:
+            kwargs["optimizer__momentum"] = self.momentum
+        return {**kwargs, **self._prefixed("optimizer")}
+
+    # ------------------------------------------------------------------ fit / predict
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Train the classifier from scratch on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : MLNClassifier
+        """
+        X, y = validate_data(self, X, y, dtype=np.float32, allow_nd=True)
+        X = check_sample_shape(self, X, reset=True)
+        check_classification_targets(y)
+        encoder = LabelEncoder().fit(y)
+        self.classes_ = encoder.classes_
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"{type(self).__name__} needs at least two classes in y; got 1 class: "
+                f"{self.classes_.tolist()}."
+            )
+        y_encoded = encoder.transform(y).astype(np.int64)
+        self.loss_ = resolve_loss(self.meta_loss)
+        spec = getattr(self.loss_, "spec", None)
+        if spec is not None and spec.structure == "joint" and spec.n_classes != len(self.classes_):
+            raise ValueError(
+                f"meta_loss is a joint meta-loss for {spec.n_classes} classes but y has "
+                f"{len(self.classes_)}; use a per_class meta-loss for any number of classes."
+            )
+
+        module, module_kwargs = self._module_and_kwargs(len(self.classes_))
+        extra = {
+            **module_kwargs,
+            **self._optimizer_kwargs(),
+            **{
+                k: v
+                for p in ("iterator_train", "iterator_valid", "callbacks", "dataset")
+                for k, v in self._prefixed(p).items()
+            },
+        }
+        if self.batch_size != -1:
+            extra.setdefault("iterator_train__shuffle", True)
+        net = _FrozenCriterionNet(
+            module,
+            criterion=self.loss_,
+            optimizer=self.optimizer,
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            train_split=self.train_split,
+            callbacks=copy.deepcopy(self.callbacks),
+            predict_nonlinearity=_softmax,
+            verbose=self.verbose,
+            device=self.device,
+            **extra,
+        )
+        seed = int(check_random_state(self.random_state).randint(_MAX_SEED))
+        with torch.random.fork_rng(devices=_rng_devices(self.device)):
+            torch.manual_seed(seed)
+            net.initialize()  # skorch's fit is initialize + partial_fit
+            _check_module_output(net, X[:2], len(self.classes_))
+            net.partial_fit(X, y_encoded)
+        self.net_ = net
+        self.module_ = net.module_
+        self.history_ = net.history_
+        return self
+
+    def predict_proba(self, X):
+        """Class probabilities, the softmax of the module's logits.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, allow_nd=True, ensure_2d=False, reset=False)
+        X = check_sample_shape(self, X, reset=False)
+        proba = self.net_.predict_proba(X).astype(np.float64)
+        return proba / proba.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """Predicted class labels (from ``classes_``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]

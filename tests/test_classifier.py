@@ -1,0 +1,405 @@
+import copy
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from skorch.callbacks import EpochScoring
+from skorch.dataset import ValidSplit
+
+from sklearn_mln import MLP, ClassicalLoss, MetaLossNetwork, MLNClassifier, SmallCNN
+from sklearn_mln._inner import train_reference
+from sklearn_mln.datasets import load_digits_images
+
+EXPECTED_FAILED_CHECKS = {
+    "check_do_not_raise_errors_in_init_or_set_params": (
+        "By design (skorch style) __init__ rejects keyword arguments that are not "
+        "prefixed module__/optimizer__/...; the check passes a literal `kwargs=` argument."
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits_images(return_X_y=True)
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def flat(digits):
+    X, y = digits
+    return X.reshape(len(X), -1), y
+
+
+@parametrize_with_checks(
+    [MLNClassifier(max_epochs=20, random_state=0)],
+    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+# --------------------------------------------------------------------------- user story
+@pytest.mark.parametrize("layout, max_epochs", [("flat", 50), ("images", 100)])
+def test_user_story(digits, layout, max_epochs):
+    X, y = digits
+    if layout == "flat":
+        X = X.reshape(len(X), -1)
+    clf = MLNClassifier(meta_loss="cross_entropy", max_epochs=max_epochs, random_state=0)
+    assert clf.fit(X[:100], y[:100]) is clf
+    pred = clf.predict(X[100:])
+    proba = clf.predict_proba(X[100:])
+    assert pred.shape == (len(X) - 100,)
+    assert proba.shape == (len(X) - 100, 10) and proba.dtype == np.float64
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-12)
+    np.testing.assert_array_equal(pred, clf.classes_[proba.argmax(axis=1)])
+    assert clf.score(X[100:], y[100:]) > 0.6
+    assert isinstance(clf.module_, MLP if layout == "flat" else SmallCNN)
+
+
+def test_training_is_the_reference_loop(flat):
+    """skorch's loop with a module instance is plain full-batch SGD with momentum."""
+    X, y = flat
+    module = MLP(64, 10, hidden_sizes=(16,))
+    before = copy.deepcopy(module.state_dict())
+    clf = MLNClassifier(module, max_epochs=15, lr=0.05, momentum=0.8).fit(X[:80], y[:80])
+    reference = copy.deepcopy(module)
+    train_reference(
+        reference,
+        torch.as_tensor(X[:80]),
+        torch.as_tensor(y[:80]),
+        ClassicalLoss(),
+        lr=0.05,
+        steps=15,
+        momentum=0.8,
+    )
+    for name, value in reference.state_dict().items():
+        torch.testing.assert_close(clf.module_.state_dict()[name], value)
+    # the module passed as a parameter is copied, never trained in place
+    for name, value in module.state_dict().items():
+        assert torch.equal(value, before[name])
+    assert clf.module_ is not module
+
+
+# --------------------------------------------------------------------------- inputs and labels
+def test_string_labels(flat):
+    X, y = flat
+    names = np.array([f"digit-{i}" for i in range(10)])  # sorts like 0..9: same encoding
+    clf = MLNClassifier(max_epochs=20, random_state=0).fit(X[:100], names[y[:100]])
+    ref = MLNClassifier(max_epochs=20, random_state=0).fit(X[:100], y[:100])
+    np.testing.assert_array_equal(clf.classes_, np.sort(names))
+    pred = clf.predict(X[100:300])
+    assert set(pred) <= set(names)
+    np.testing.assert_array_equal(pred, names[ref.predict(X[100:300])])
+    assert clf.score(X[100:300], names[y[100:300]]) == ref.score(X[100:300], y[100:300])
+
+
+def test_two_and_four_dimensional_inputs(digits, flat):
+    X4, y = digits
+    X2, _ = flat
+    clf4 = MLNClassifier(max_epochs=3, random_state=0).fit(X4[:60], y[:60])
+    clf2 = MLNClassifier(max_epochs=3, random_state=0).fit(X2[:60], y[:60])
+    assert clf4.n_features_in_ == clf2.n_features_in_ == 64
+    assert clf4.sample_shape_ == (1, 8, 8) and clf2.sample_shape_ == (64,)
+    assert isinstance(clf4.module_, SmallCNN) and isinstance(clf2.module_, MLP)
+    assert clf4.predict_proba(X4[60:70]).shape == (10, 10)
+    with pytest.raises(ValueError, match="expecting 64 features"):
+        clf4.predict(X4[:5, :, :4, :])
+    with pytest.raises(ValueError, match="expecting 64 features"):
+        clf2.predict(X2[:5, :10])
+    with pytest.raises(ValueError, match=r"samples of shape \(1, 8, 8\)"):
+        clf4.predict(X2[:5])  # same number of features, wrong layout
+
+
+def test_predict_proba_matches_softmax_of_logits(flat):
+    X, y = flat
+    clf = MLNClassifier(max_epochs=5, random_state=0).fit(X[:50], y[:50])
+    with torch.no_grad():
+        logits = clf.module_(torch.as_tensor(X[50:60]))
+    np.testing.assert_allclose(
+        clf.predict_proba(X[50:60]), torch.softmax(logits.double(), -1).numpy(), rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "X, y, match",
+    [
+        (np.full((10, 4), np.nan), np.arange(10) % 2, "NaN"),
+        (np.full((10, 4), np.inf), np.arange(10) % 2, "infinity"),
+        (np.zeros((10, 4)), np.arange(9) % 2, "inconsistent numbers of samples"),
+        (np.zeros((10, 4)), np.zeros(10), "at least two classes in y; got 1 class"),
+        (np.zeros((10, 4, 4)), np.arange(10) % 2, r"2-D .* or 4-D"),
+        (np.zeros((10, 1, 4, 4, 1)), np.arange(10) % 2, r"2-D .* or 4-D"),
+        (np.zeros(10), np.arange(10) % 2, "2D array"),
+        (np.zeros((10, 4)), np.linspace(0, 1, 10), "Unknown label type"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(X, y, match):
+    with pytest.raises(ValueError, match=match):
+        MLNClassifier(max_epochs=1).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "params, error, match",
+    [
+        ({"lr": -1.0}, ValueError, "'lr' parameter"),
+        ({"max_epochs": 0}, ValueError, "'max_epochs' parameter"),
+        ({"batch_size": 0}, ValueError, "'batch_size' parameter"),
+        ({"momentum": 1.5}, ValueError, "'momentum' parameter"),
+        ({"meta_loss": "hinge"}, ValueError, "neither a classical loss"),
+        ({"meta_loss": 3}, TypeError, "meta_loss must be"),
+        ({"meta_loss": torch.nn.CrossEntropyLoss()}, TypeError, "MetaLossNetwork"),
+    ],
+)
+def test_bad_parameters_raise_in_fit(flat, params, error, match):
+    X, y = flat
+    clf = MLNClassifier(**{"max_epochs": 1, **params})  # __init__ only stores
+    with pytest.raises(error, match=match):
+        clf.fit(X[:20], y[:20])
+
+
+# --------------------------------------------------------------------------- losses
+@pytest.mark.parametrize("name", ["cross_entropy", "mse", "label_smoothing", "focal"])
+def test_classical_losses(flat, name):
+    X, y = flat
+    clf = MLNClassifier(meta_loss=name, max_epochs=50, random_state=0).fit(X[:100], y[:100])
+    assert isinstance(clf.loss_, ClassicalLoss) and clf.loss_.name == name
+    assert clf.score(X[100:600], y[100:600]) > 0.4  # chance is 0.1
+    assert np.all(np.isfinite(clf.history_[:, "train_loss"]))
+
+
+def test_meta_loss_network_by_path(tmp_path, flat):
+    X, y = flat
+    mln = MetaLossNetwork(10, random_state=0, anchor=None)
+    path = tmp_path / "loss.mln"
+    mln.save(path)
+    by_module = MLNClassifier(meta_loss=mln, max_epochs=10, random_state=0).fit(X[:60], y[:60])
+    for meta_loss in (path, str(path)):
+        clf = MLNClassifier(meta_loss=meta_loss, max_epochs=10, random_state=0).fit(X[:60], y[:60])
+        assert isinstance(clf.loss_, MetaLossNetwork)
+        np.testing.assert_array_equal(clf.loss_.get_flat_params(), mln.get_flat_params())
+        np.testing.assert_array_equal(
+            clf.predict_proba(X[60:80]), by_module.predict_proba(X[60:80])
+        )
+
+
+def test_fitted_evolver_like_object(flat):
+    X, y = flat
+
+    class FittedEvolver:
+        meta_loss_ = MetaLossNetwork(10, random_state=1)
+
+    clf = MLNClassifier(meta_loss=FittedEvolver(), max_epochs=2).fit(X[:30], y[:30])
+    assert isinstance(clf.loss_, MetaLossNetwork)
+    assert clf.loss_ is not FittedEvolver.meta_loss_
+
+
+def test_meta_loss_is_frozen_and_not_optimized(flat):
+    X, y = flat
+    mln = MetaLossNetwork(10, hidden_sizes=(4,), anchor=None, random_state=0)
+    mln.set_flat_params(np.random.RandomState(0).normal(size=mln.n_params))
+    theta = mln.get_flat_params()
+    clf = MLNClassifier(meta_loss=mln, max_epochs=10, random_state=0).fit(X[:50], y[:50])
+    loss_params = list(clf.loss_.parameters())
+    assert loss_params and all(not p.requires_grad for p in loss_params)
+    optimized = [p for group in clf.net_.optimizer_.param_groups for p in group["params"]]
+    assert not any(p is q for p in optimized for q in loss_params)
+    assert {id(p) for p in optimized} == {id(p) for p in clf.module_.parameters()}
+    np.testing.assert_array_equal(clf.loss_.get_flat_params(), theta)
+    np.testing.assert_array_equal(mln.get_flat_params(), theta)  # the parameter is untouched
+    assert mln.theta.requires_grad and clf.loss_ is not mln
+
+
+# --------------------------------------------------------------------------- modules, optimizer
+def test_module_class_with_routed_kwargs(digits, flat):
+    X, y = flat
+    clf = MLNClassifier(MLP, max_epochs=2, module__hidden_sizes=(7,)).fit(X[:30], y[:30])
+    assert clf.module_.layers[0].in_features == 64
+    assert clf.module_.layers[0].out_features == 7
+    assert clf.module_.layers[-1].out_features == 10
+    X4, y4 = digits
+    clf = MLNClassifier(SmallCNN, max_epochs=2, module__channels=(4,)).fit(X4[:30], y4[:30] % 3)
+    assert clf.module_.convs[0].out_channels == 4 and clf.module_.fc.out_features == 3
+
+
+def test_default_module_gets_routed_kwargs(flat):
+    X, y = flat
+    clf = MLNClassifier(max_epochs=2, module__hidden_sizes=(5, 6)).fit(X[:30], y[:30])
+    assert [layer.out_features for layer in clf.module_.layers] == [5, 6, 10]
+
+
+def test_momentum_routing(flat):
+    X, y = flat
+    sgd = MLNClassifier(max_epochs=1, momentum=0.7).fit(X[:20], y[:20])
+    assert sgd.net_.optimizer_.param_groups[0]["momentum"] == 0.7
+    override = MLNClassifier(max_epochs=1, optimizer__momentum=0.3).fit(X[:20], y[:20])
+    assert override.net_.optimizer_.param_groups[0]["momentum"] == 0.3
+    adam = MLNClassifier(max_epochs=1, lr=1e-3, optimizer=torch.optim.Adam).fit(X[:20], y[:20])
+    assert isinstance(adam.net_.optimizer_, torch.optim.Adam)
+    assert "momentum" not in adam.net_.optimizer_.param_groups[0]
+    wd = MLNClassifier(max_epochs=1, optimizer__weight_decay=0.01).fit(X[:20], y[:20])
+    assert wd.net_.optimizer_.param_groups[0]["weight_decay"] == 0.01
+
+
+def test_full_batch_and_mini_batches(flat):
+    X, y = flat
+    full = MLNClassifier(max_epochs=3, random_state=0).fit(X[:50], y[:50])
+    assert [len(row["batches"]) for row in full.history_] == [1, 1, 1]
+    mini = MLNClassifier(max_epochs=2, batch_size=16, random_state=0).fit(X[:50], y[:50])
+    assert [len(row["batches"]) for row in mini.history_] == [4, 4]
+    assert mini.net_.iterator_train__shuffle is True
+    assert not hasattr(full.net_, "iterator_train__shuffle")
+
+
+# --------------------------------------------------------------------------- reproducibility
+@pytest.mark.parametrize("batch_size", [-1, 16])
+def test_random_state_reproducible_and_no_rng_leak(flat, batch_size):
+    X, y = flat
+    params = dict(max_epochs=5, batch_size=batch_size, random_state=3)
+    torch.manual_seed(1)
+    state = torch.random.get_rng_state()
+    a = MLNClassifier(**params).fit(X[:60], y[:60])
+    assert torch.equal(torch.random.get_rng_state(), state)
+    torch.manual_seed(2)  # the global state does not influence fit
+    b = MLNClassifier(**params).fit(X[:60], y[:60])
+    np.testing.assert_array_equal(a.predict_proba(X[60:]), b.predict_proba(X[60:]))
+    c = MLNClassifier(**{**params, "random_state": 4}).fit(X[:60], y[:60])
+    assert not np.array_equal(a.predict_proba(X[60:]), c.predict_proba(X[60:]))
+
+
+def test_random_state_instance_is_accepted(flat):
+    X, y = flat
+    rng = np.random.RandomState(0)
+    a = MLNClassifier(max_epochs=2, random_state=rng).fit(X[:30], y[:30])
+    assert a.predict(X[:5]).shape == (5,)
+
+
+# --------------------------------------------------------------------------- skorch features
+def test_callbacks_and_history(flat):
+    X, y = flat
+    callbacks = [EpochScoring("accuracy", on_train=True, name="train_acc", lower_is_better=False)]
+    clf = MLNClassifier(max_epochs=7, callbacks=callbacks, random_state=0).fit(X[:50], y[:50])
+    assert len(clf.history_) == 7
+    assert clf.history_ is clf.net_.history_
+    accs = clf.history_[:, "train_acc"]
+    assert len(accs) == 7 and all(0.0 <= a <= 1.0 for a in accs)
+    assert "valid_loss" not in clf.history_[-1]  # no hold-out by default
+    assert clf.callbacks is callbacks  # the parameter is not replaced
+
+
+def test_callbacks_routed_params(flat, capsys):
+    X, y = flat
+    clf = MLNClassifier(max_epochs=2, verbose=1, callbacks__print_log=None)
+    clf.fit(X[:30], y[:30])  # skorch's PrintLog is switched off through a routed param
+    assert capsys.readouterr().out == ""
+    clf = MLNClassifier(max_epochs=2, verbose=1, callbacks__print_log__keys_ignored=["train_loss"])
+    clf.fit(X[:30], y[:30])
+    out = capsys.readouterr().out
+    assert "epoch" in out and "train_loss" not in out
+
+
+def test_train_split(flat):
+    X, y = flat
+    clf = MLNClassifier(max_epochs=3, train_split=ValidSplit(5), random_state=0)
+    clf.fit(X[:100], y[:100])
+    assert "valid_loss" in clf.history_[-1] and "valid_acc" in clf.history_[-1]
+
+
+def test_verbose(flat, capsys):
+    X, y = flat
+    MLNClassifier(max_epochs=3, verbose=0).fit(X[:30], y[:30])
+    assert capsys.readouterr() == ("", "")
+    MLNClassifier(max_epochs=3, verbose=1).fit(X[:30], y[:30])
+    assert "train_loss" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- params
+def test_unknown_kwargs_raise():
+    with pytest.raises(TypeError, match="prefixes module__, optimizer__"):
+        MLNClassifier(hidden_sizes=(8,))
+    with pytest.raises(TypeError, match="did you mean module__hidden_sizes"):
+        MLNClassifier(module_hidden_sizes=(8,))
+    with pytest.raises(TypeError, match="criterion__reduction"):
+        MLNClassifier(criterion__reduction="sum")
+
+
+def test_routed_kwargs_are_params():
+    clf = MLNClassifier(max_epochs=3, module__hidden_sizes=(8,), optimizer__weight_decay=0.1)
+    params = clf.get_params()
+    assert "module__hidden_sizes=(8,)" in repr(clf)
+    assert params["module__hidden_sizes"] == (8,)
+    assert params["optimizer__weight_decay"] == 0.1
+    cloned = clone(clf)
+    assert cloned.get_params()["module__hidden_sizes"] == (8,)
+    cloned.set_params(module__hidden_sizes=(4,), iterator_train__drop_last=True, lr=0.5)
+    assert cloned.module__hidden_sizes == (4,) and cloned.lr == 0.5
+    assert cloned.get_params()["iterator_train__drop_last"] is True
+    assert clf.module__hidden_sizes == (8,)
+    with pytest.raises(ValueError, match="Invalid parameter"):
+        cloned.set_params(hidden_sizes=(3,))
+
+
+def test_init_only_stores():
+    module = MLP(4, 2)
+    clf = MLNClassifier(module, "mse", lr=0.3)
+    assert clf.module is module and clf.meta_loss == "mse" and clf.lr == 0.3
+    assert not [k for k in vars(clf) if k.endswith("_")]
+
+
+# --------------------------------------------------------------------------- composition
+def test_pipeline(flat):
+    X, y = flat
+    pipe = make_pipeline(
+        FunctionTransformer(np.sqrt), StandardScaler(), MLNClassifier(max_epochs=30, random_state=0)
+    )
+    pipe.fit(X[:100], y[:100])
+    assert pipe.score(X[100:600], y[100:600]) > 0.6
+
+
+def test_grid_search_parallel(flat):
+    X, y = flat
+    grid = GridSearchCV(
+        MLNClassifier(max_epochs=10, random_state=0),
+        {"lr": [0.01, 0.1], "module__hidden_sizes": [(8,), (16,)]},
+        cv=2,
+        n_jobs=2,
+    )
+    grid.fit(X[:80], y[:80])
+    assert len(grid.cv_results_["params"]) == 4
+    best = grid.best_estimator_
+    assert best.module_.layers[0].out_features == best.module__hidden_sizes[0]
+    assert best.lr == grid.best_params_["lr"]
+
+
+def test_pickle_unfitted_and_fitted(flat):
+    X, y = flat
+    clf = MLNClassifier(max_epochs=5, random_state=0, module__hidden_sizes=(8,))
+    restored = pickle.loads(pickle.dumps(clf))
+    assert restored.get_params()["module__hidden_sizes"] == (8,)
+    clf.fit(X[:50], y[:50])
+    restored = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(restored.predict_proba(X[50:]), clf.predict_proba(X[50:]))
+    np.testing.assert_array_equal(restored.predict(X[50:]), clf.predict(X[50:]))
+    assert len(restored.history_) == 5
+
+
+def test_module_with_wrong_output_size_fails_early(flat):
+    X, y = flat
+    with pytest.raises(
+        ValueError, match=r"output logits of shape .* \(2, 10\); it output \(2, 5\)"
+    ):
+        MLNClassifier(MLP(64, 5), max_epochs=1).fit(X[:30], y[:30])
+
+
+def test_joint_meta_loss_must_match_number_of_classes(flat):
+    X, y = flat
+    joint = MetaLossNetwork(3, structure="joint", random_state=0)
+    with pytest.raises(ValueError, match="joint meta-loss for 3 classes but y has 10"):
+        MLNClassifier(meta_loss=joint, max_epochs=1).fit(X[:30], y[:30])
+    clf = MLNClassifier(meta_loss=joint, max_epochs=2).fit(X[:30], y[:30] % 3)
+    assert clf.predict_proba(X[:4]).shape == (4, 3)

@@ -1,0 +1,502 @@
+import io
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import sklearn_mln.pretrained
+from sklearn_mln import ClassicalLoss, MetaLossNetwork, load_meta_loss
+from sklearn_mln._meta_loss import (
+    ACTIVATIONS,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    INPUTS,
+    STRUCTURES,
+    MetaLossSpec,
+    frozen_copy,
+    meta_loss_per_sample,
+    resolve_loss,
+)
+
+ALL_SPECS = [
+    dict(structure=s, inputs=i, anchor=a)
+    for s in STRUCTURES
+    for i in INPUTS
+    for a in (None, "cross_entropy")
+]
+
+
+def _data(n=16, c=10, seed=0, dtype=torch.float64, scale=3.0):
+    gen = torch.Generator().manual_seed(seed)
+    logits = scale * torch.randn(n, c, generator=gen, dtype=dtype)
+    y = torch.randint(0, c, (n,), generator=gen)
+    return logits, y
+
+
+def _randomize(net, seed=0, scale=2.0):
+    theta = np.random.RandomState(seed).normal(scale=scale, size=net.n_params)
+    return net.set_flat_params(theta)
+
+
+# --------------------------------------------------------------------------- exact points
+@pytest.mark.parametrize("structure", STRUCTURES)
+@pytest.mark.parametrize("inputs", INPUTS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_anchored_network_is_cross_entropy_at_init(structure, inputs, dtype):
+    net = MetaLossNetwork(10, structure=structure, inputs=inputs, random_state=0)
+    assert np.any(net.get_flat_params() != 0)  # hidden layers are random, not trivially zero
+    logits, y = _data(dtype=dtype)
+    z1 = logits.clone().requires_grad_(True)
+    z2 = logits.clone().requires_grad_(True)
+    per_sample = net.per_sample(z1, y)
+    ref_per_sample = F.cross_entropy(z2, y, reduction="none")
+    torch.testing.assert_close(per_sample, ref_per_sample, rtol=0, atol=0)  # bit for bit
+    value, ref = net(z1, y), F.cross_entropy(z2, y)
+    (grad,) = torch.autograd.grad(value, z1)
+    (ref_grad,) = torch.autograd.grad(ref, z2)
+    # the means differ only in summation order: one ulp at most
+    eps = torch.finfo(dtype).eps
+    torch.testing.assert_close(value, ref, rtol=2 * eps, atol=0)
+    torch.testing.assert_close(grad, ref_grad, rtol=2 * eps, atol=2 * eps)
+
+
+@pytest.mark.parametrize("n_classes, smoothing", [(2, 0.05), (10, 0.1), (7, 0.3)])
+def test_from_label_smoothing_is_torch_label_smoothing(n_classes, smoothing):
+    net = MetaLossNetwork.from_label_smoothing(n_classes, smoothing, random_state=0)
+    logits, y = _data(c=n_classes)
+    z1 = logits.clone().requires_grad_(True)
+    z2 = logits.clone().requires_grad_(True)
+    value = net(z1, y)
+    ref = F.cross_entropy(z2, y, label_smoothing=smoothing)
+    torch.testing.assert_close(value, ref)
+    torch.testing.assert_close(torch.autograd.grad(value, z1)[0], torch.autograd.grad(ref, z2)[0])
+
+
+def test_from_label_smoothing_rejects_other_parametrisations():
+    with pytest.raises(ValueError, match="exact point only"):
+        MetaLossNetwork.from_label_smoothing(10, 0.1, inputs="probs")
+
+
+# --------------------------------------------------------------------------- properties
+@pytest.mark.parametrize("kwargs", ALL_SPECS, ids=lambda d: "-".join(map(str, d.values())))
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_outputs_are_non_negative_for_random_parameters(kwargs, activation):
+    net = MetaLossNetwork(6, hidden_sizes=(5, 3), activation=activation, **kwargs)
+    for seed in range(5):
+        _randomize(net, seed=seed, scale=3.0)
+        logits, y = _data(n=64, c=6, seed=seed, scale=5.0)
+        per_sample = net.per_sample(logits, y)
+        assert per_sample.shape == (64,)
+        assert torch.all(per_sample >= 0) and torch.all(torch.isfinite(per_sample))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    n_classes=st.integers(2, 12),
+    scale=st.floats(0.01, 10.0),
+    spec=st.sampled_from(ALL_SPECS),
+)
+def test_non_negative_property(seed, n_classes, scale, spec):
+    net = _randomize(MetaLossNetwork(n_classes, **spec), seed=seed % 1000, scale=scale)
+    logits, y = _data(n=8, c=n_classes, seed=seed, scale=scale * 3)
+    assert torch.all(net.per_sample(logits, y) >= 0)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 10, 17])
+def test_per_class_works_for_any_number_of_classes(n_classes):
+    net = _randomize(MetaLossNetwork(10, structure="per_class", random_state=0))
+    logits, y = _data(c=n_classes)
+    value = net(logits, y)
+    assert value.ndim == 0 and torch.isfinite(value)
+
+
+def test_joint_raises_clear_error_on_wrong_number_of_classes():
+    net = MetaLossNetwork(10, structure="joint", random_state=0)
+    assert torch.isfinite(net(*_data(c=10)))
+    with pytest.raises(ValueError, match="built for 10 classes, got logits with 5 columns"):
+        net(*_data(c=5))
+
+
+def test_forward_checks_shapes():
+    net = MetaLossNetwork(random_state=0)
+    logits, y = _data()
+    with pytest.raises(ValueError, match=r"Expected logits \(n, C\)"):
+        net(logits, y[:-1])
+    with pytest.raises(ValueError, match=r"Expected logits \(n, C\)"):
+        net(logits[None], y)
+
+
+def test_gradient_flows_to_parameters_when_not_frozen():
+    net = _randomize(MetaLossNetwork(10, anchor=None, random_state=0), scale=0.5)
+    net(*_data()).backward()
+    assert net.theta.grad is not None and torch.any(net.theta.grad != 0)
+
+
+# --------------------------------------------------------------------------- spec and params
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"structure": "tree"}, "structure must be"),
+        ({"inputs": "odds"}, "inputs must be"),
+        ({"anchor": "mse"}, "anchor must be"),
+        ({"activation": "swish"}, "activation must be"),
+        ({"n_classes": 1}, "n_classes must be"),
+        ({"structure": "joint"}, "needs n_classes"),
+        ({"hidden_sizes": (4, 0)}, "hidden_sizes must be"),
+    ],
+)
+def test_spec_validation(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        MetaLossSpec(**kwargs)
+
+
+def test_n_params_matches_layer_shapes():
+    spec = MetaLossSpec(structure="joint", n_classes=4, hidden_sizes=(3, 2))
+    # 2 linear + (3*8 + 3) + (2*3 + 2) + (1*2 + 1)
+    assert spec.n_params == 2 + 27 + 8 + 3
+    assert MetaLossNetwork(random_state=0).n_params == 35
+
+
+def test_flat_params_round_trip():
+    net = MetaLossNetwork(10, hidden_sizes=(4, 3), random_state=0)
+    theta = np.random.RandomState(1).normal(size=net.n_params)
+    net.set_flat_params(theta)
+    out = net.get_flat_params()
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, theta)
+    out[0] = 123.0  # a copy
+    assert net.get_flat_params()[0] == theta[0]
+
+
+@pytest.mark.parametrize(
+    "vector, match",
+    [
+        (np.zeros(34), r"shape \(35,\)"),
+        (np.zeros((35, 1)), r"shape \(35,\)"),
+        (np.r_[np.zeros(34), np.nan], "finite"),
+        (np.r_[np.zeros(34), np.inf], "finite"),
+    ],
+)
+def test_set_flat_params_errors(vector, match):
+    net = MetaLossNetwork(random_state=0)
+    before = net.get_flat_params()
+    with pytest.raises(ValueError, match=match):
+        net.set_flat_params(vector)
+    np.testing.assert_array_equal(net.get_flat_params(), before)
+
+
+# --------------------------------------------------------------------------- population form
+@pytest.mark.parametrize("kwargs", ALL_SPECS, ids=lambda d: "-".join(map(str, d.values())))
+@pytest.mark.parametrize("y_per_member", [False, True])
+def test_population_rows_equal_single_networks(kwargs, y_per_member):
+    n_pop, n, c = 5, 12, 4
+    spec = MetaLossSpec(n_classes=c, hidden_sizes=(6, 3), **kwargs)
+    rng = np.random.RandomState(0)
+    theta = torch.as_tensor(rng.normal(size=(n_pop, spec.n_params)))
+    gen = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(n_pop, n, c, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, c, (n_pop, n) if y_per_member else (n,), generator=gen)
+    out = meta_loss_per_sample(theta, logits, y, spec)
+    assert out.shape == (n_pop, n)
+    for p in range(n_pop):
+        single = MetaLossNetwork.from_spec(spec, theta[p].numpy())
+        y_p = y[p] if y_per_member else y
+        torch.testing.assert_close(out[p], single.per_sample(logits[p], y_p))
+        torch.testing.assert_close(out[p].mean(), single(logits[p], y_p))
+
+
+def test_per_sample_leading_dimensions():
+    net = _randomize(MetaLossNetwork(4, random_state=0))
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 7, 4, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 4, (7,), generator=gen)
+    out = net.per_sample(logits, y)
+    assert out.shape == (2, 3, 7)
+    torch.testing.assert_close(out[1, 2], net.per_sample(logits[1, 2], y))
+
+
+# --------------------------------------------------------------------------- save / load
+def test_save_load_round_trip(tmp_path):
+    net = _randomize(
+        MetaLossNetwork(7, structure="joint", hidden_sizes=(5, 2), activation="relu", anchor=None)
+    )
+    net.metadata = {"fitness": 0.83, "seed": 3, "note": "evolved"}
+    path = tmp_path / "sub" / "loss.mln"
+    net.save(path)
+    loaded = load_meta_loss(path)
+    assert loaded.spec == net.spec
+    np.testing.assert_array_equal(loaded.get_flat_params(), net.get_flat_params())
+    assert loaded.metadata == net.metadata
+    logits, y = _data(c=7)
+    torch.testing.assert_close(loaded(logits, y), net(logits, y), rtol=0, atol=0)
+    assert [p.name for p in path.parent.iterdir()] == ["loss.mln"]  # no temp file left
+    assert load_meta_loss(str(path)).spec == net.spec
+
+
+def test_load_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No meta-loss file"):
+        load_meta_loss(tmp_path / "missing.mln")
+
+
+def _write_npz(path, header, theta):
+    buffer = io.BytesIO()
+    np.savez(buffer, theta=theta, header=np.array(json.dumps(header)))
+    path.write_bytes(buffer.getvalue())
+
+
+def _header(**overrides):
+    spec = MetaLossSpec()
+    header = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "package_version": "0.1.0",
+        "spec": spec.to_dict(),
+        "n_params": spec.n_params,
+        "metadata": {},
+    }
+    return {**header, **overrides}
+
+
+def test_hand_written_valid_file_loads(tmp_path):
+    path = tmp_path / "ok.mln"
+    _write_npz(path, _header(), np.arange(35.0) / 100)
+    np.testing.assert_array_equal(load_meta_loss(path).get_flat_params(), np.arange(35.0) / 100)
+
+
+@pytest.mark.parametrize(
+    "header, theta, match",
+    [
+        (_header(format="other"), np.zeros(35), "is not a sklearn-mln-meta-loss file"),
+        (_header(format_version=99), np.zeros(35), "format version 99"),
+        (_header(), np.zeros(34), r"architecture needs \(35,\)"),
+        (_header(spec={"bogus": 1}), np.zeros(35), "invalid architecture"),
+        (_header(spec={"hidden_sizes": [8], "structure": "tree"}), np.zeros(35), "structure"),
+        (["not", "a", "dict"], np.zeros(35), "is not a sklearn-mln-meta-loss file"),
+        (_header(), np.r_[np.zeros(34), np.nan], "finite"),
+    ],
+)
+def test_load_rejects_bad_headers_and_weights(tmp_path, header, theta, match):
+    path = tmp_path / "bad.mln"
+    _write_npz(path, header, theta)
+    with pytest.raises(ValueError, match=match):
+        load_meta_loss(path)
+
+
+def test_load_rejects_truncated_files(tmp_path):
+    good = tmp_path / "good.mln"
+    MetaLossNetwork(random_state=0).save(good)
+    data = good.read_bytes()
+    bad = tmp_path / "bad.mln"
+    for cut in (0, 1, 10, len(data) // 3, len(data) // 2, len(data) - 1):
+        bad.write_bytes(data[:cut])
+        with pytest.raises(ValueError, match="not a readable meta-loss file"):
+            load_meta_loss(bad)
+
+
+def test_load_rejects_corrupt_files(tmp_path):
+    good = tmp_path / "good.mln"
+    net = MetaLossNetwork(random_state=0)
+    net.metadata = {"a": 1}
+    net.save(good)
+    data = good.read_bytes()
+    bad = tmp_path / "bad.mln"
+    rng = np.random.RandomState(0)
+    for _ in range(300):
+        corrupt = bytearray(data)
+        for pos in rng.randint(len(corrupt), size=rng.randint(1, 6)):
+            corrupt[pos] = rng.randint(256)
+        bad.write_bytes(bytes(corrupt))
+        try:
+            loaded = load_meta_loss(bad)
+        except ValueError:
+            continue
+        # bytes the zip format does not check (padding, ...) may change: never the content
+        np.testing.assert_array_equal(loaded.get_flat_params(), net.get_flat_params())
+        assert loaded.metadata == net.metadata and loaded.spec == net.spec
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"hello, not a meta-loss",
+        b"",
+        "npy",  # a bare .npy array
+        "zip",  # a zip without the expected members
+        "pickle",  # an npz holding an object array
+    ],
+)
+def test_load_rejects_wrong_formats(tmp_path, content):
+    path = tmp_path / "wrong.mln"
+    if content == "npy":
+        with open(path, "wb") as f:
+            np.save(f, np.zeros(35))
+    elif content == "zip":
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("readme.txt", "hi")
+    elif content == "pickle":
+        with open(path, "wb") as f:
+            np.savez(f, theta=np.zeros(35), header=np.array([{"a": 1}], dtype=object))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match="not a readable meta-loss file"):
+        load_meta_loss(path)
+
+
+def test_failed_save_leaves_old_file_intact(tmp_path, monkeypatch):
+    path = tmp_path / "loss.mln"
+    old = MetaLossNetwork(random_state=0)
+    old.save(path)
+    before = path.read_bytes()
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        _randomize(MetaLossNetwork(random_state=1)).save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["loss.mln"]  # temp file removed
+    np.testing.assert_array_equal(load_meta_loss(path).get_flat_params(), old.get_flat_params())
+
+
+# --------------------------------------------------------------------------- classical losses
+def test_classical_cross_entropy_matches_torch():
+    logits, y = _data()
+    torch.testing.assert_close(
+        ClassicalLoss("cross_entropy")(logits, y), F.cross_entropy(logits, y)
+    )
+    torch.testing.assert_close(
+        ClassicalLoss().per_sample(logits, y), F.cross_entropy(logits, y, reduction="none")
+    )
+
+
+def test_classical_mse_is_squared_distance_of_softmax_to_onehot():
+    logits, y = _data()
+    expected = ((logits.softmax(-1) - F.one_hot(y, 10).double()) ** 2).sum(-1)
+    torch.testing.assert_close(ClassicalLoss("mse").per_sample(logits, y), expected)
+    torch.testing.assert_close(ClassicalLoss("mse")(logits, y), expected.mean())
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.25])
+def test_classical_label_smoothing_matches_torch(smoothing):
+    logits, y = _data()
+    loss = ClassicalLoss("label_smoothing", smoothing=smoothing)
+    torch.testing.assert_close(
+        loss(logits, y), F.cross_entropy(logits, y, label_smoothing=smoothing)
+    )
+    default = ClassicalLoss("label_smoothing")
+    torch.testing.assert_close(default(logits, y), F.cross_entropy(logits, y, label_smoothing=0.1))
+
+
+def test_classical_focal():
+    logits, y = _data()
+    torch.testing.assert_close(
+        ClassicalLoss("focal", gamma=0.0)(logits, y), F.cross_entropy(logits, y)
+    )
+    p_true = logits.softmax(-1)[torch.arange(len(y)), y]
+    expected = -((1 - p_true) ** 2) * torch.log(p_true)
+    torch.testing.assert_close(ClassicalLoss("focal").per_sample(logits, y), expected)
+
+
+def test_classical_population_shape():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, 4, generator=gen)
+    y = torch.randint(0, 4, (5,), generator=gen)
+    out = ClassicalLoss("label_smoothing").per_sample(logits, y)
+    assert out.shape == (3, 5)
+    torch.testing.assert_close(out[1], ClassicalLoss("label_smoothing").per_sample(logits[1], y))
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, match",
+    [(("hinge",), {}, "Unknown loss 'hinge'"), (("mse",), {"gamma": 2.0}, "takes")],
+)
+def test_classical_loss_errors(args, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ClassicalLoss(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------- resolve_loss
+@pytest.mark.parametrize("name", ["cross_entropy", "mse", "label_smoothing", "focal"])
+def test_resolve_names(name):
+    loss = resolve_loss(name)
+    assert isinstance(loss, ClassicalLoss) and loss.name == name
+
+
+def test_resolve_modules_are_frozen_copies():
+    net = _randomize(MetaLossNetwork(10, random_state=0))
+    loss = resolve_loss(net)
+    assert isinstance(loss, MetaLossNetwork) and loss is not net
+    assert not loss.theta.requires_grad and net.theta.requires_grad
+    assert loss.theta.data_ptr() != net.theta.data_ptr()
+    np.testing.assert_array_equal(loss.get_flat_params(), net.get_flat_params())
+    classical = ClassicalLoss("focal", gamma=1.0)
+    resolved = resolve_loss(classical)
+    assert resolved is not classical and resolved.params == {"gamma": 1.0}
+
+
+def test_frozen_copy():
+    net = MetaLossNetwork(10, random_state=0)
+    frozen = frozen_copy(net)
+    assert frozen is not net
+    assert all(not p.requires_grad for p in frozen.parameters())
+    assert all(p.requires_grad for p in net.parameters())
+    with torch.no_grad():
+        frozen.theta.add_(1.0)
+    assert not np.array_equal(frozen.get_flat_params(), net.get_flat_params())
+
+
+def test_resolve_paths(tmp_path):
+    net = _randomize(MetaLossNetwork(10, random_state=0))
+    path = tmp_path / "loss.mln"
+    net.save(path)
+    for arg in (path, str(path)):
+        loss = resolve_loss(arg)
+        assert isinstance(loss, MetaLossNetwork) and not loss.theta.requires_grad
+        np.testing.assert_array_equal(loss.get_flat_params(), net.get_flat_params())
+
+
+def test_resolve_pretrained_name(tmp_path, monkeypatch):
+    net = _randomize(MetaLossNetwork(10, random_state=0))
+    net.save(tmp_path / "tiny.mln")
+    monkeypatch.setattr(sklearn_mln.pretrained, "PRETRAINED", {"tiny": str(tmp_path / "tiny.mln")})
+    loss = resolve_loss("tiny")
+    np.testing.assert_array_equal(loss.get_flat_params(), net.get_flat_params())
+    assert not loss.theta.requires_grad
+
+
+def test_resolve_fitted_evolver_like():
+    class Fitted:
+        meta_loss_ = MetaLossNetwork(10, random_state=0)
+
+    loss = resolve_loss(Fitted())
+    assert loss is not Fitted.meta_loss_ and not loss.theta.requires_grad
+
+
+def test_resolve_errors(tmp_path):
+    with pytest.raises(ValueError, match="neither a classical loss"):
+        resolve_loss("hinge")
+    with pytest.raises(ValueError, match="nor an existing file"):
+        resolve_loss(tmp_path / "missing.mln")
+    with pytest.raises(TypeError, match="MetaLossNetwork or ClassicalLoss"):
+        resolve_loss(torch.nn.CrossEntropyLoss())
+    with pytest.raises(TypeError, match="meta_loss must be a loss name"):
+        resolve_loss(3.0)
+
+    class Unfitted:
+        def fit(self, X, y):
+            return self
+
+        def get_params(self, deep=True):
+            return {}
+
+    with pytest.raises(ValueError, match="not fitted"):
+        resolve_loss(Unfitted())
