@@ -202,6 +202,36 @@ def train_population(
     return {k: v.detach() for k, v in params.items()}, failed
 
 
+def activation_floats(module: nn.Module, params: dict[str, Tensor], X: Tensor) -> int:
+    """Floats autograd keeps per member and per sample in a training step of ``module``.
+
+    Measured by counting what autograd saves for one member on one and on two samples (the
+    difference leaves out the weights, which are saved once).
+    """
+    one_member = {k: v[:1].detach().requires_grad_(True) for k, v in params.items()}
+    counts = []
+    for n in (1, 2):
+        total = 0
+
+        def pack(t: Tensor) -> Tensor:
+            nonlocal total
+            total += t.numel()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            population_forward(module, one_member, X[:n], shared=True)
+        counts.append(total)
+    return max(1, counts[1] - counts[0])
+
+
+def members_per_pass(config: InnerConfig, batch: TaskBatch) -> int:
+    """How many classifiers fit in one training pass under :data:`MEMORY_BUDGET_FLOATS`."""
+    module, params = init_population(config.module_factory, batch.init_seeds[:1], config.device)
+    X = torch.as_tensor(batch.X_train[0], device=config.device)
+    per_member = activation_floats(module, params, X) * X.shape[0]
+    return max(1, MEMORY_BUDGET_FLOATS // per_member)
+
+
 def _predict_chunked(forward: Callable[[Tensor], Tensor], X: Tensor, n_members: int) -> Tensor:
     """Class predictions ``(M, V)``, evaluated over slices of ``X`` that fit the memory budget."""
     with torch.no_grad():

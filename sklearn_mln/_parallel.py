@@ -18,6 +18,7 @@ from joblib import Parallel, delayed, effective_n_jobs
 from ._inner import (
     InnerConfig,
     TaskBatch,
+    members_per_pass,
     mln_population_loss,
     score_population,
     score_reference,
@@ -45,8 +46,22 @@ def evaluate_chunk(
     try:
         with torch.random.fork_rng(devices=[]):
             if vectorized:
-                loss = mln_population_loss(thetas, spec, batch.n_tasks, config.device)
-                return score_population(loss, len(thetas), config, batch, X_val)
+                # candidates per pass so the autograd graph stays inside the memory budget
+                step = max(1, members_per_pass(config, batch) // batch.n_tasks)
+                results = [
+                    score_population(
+                        mln_population_loss(group, spec, batch.n_tasks, config.device),
+                        len(group),
+                        config,
+                        batch,
+                        X_val,
+                    )
+                    for group in (thetas[i : i + step] for i in range(0, len(thetas), step))
+                ]
+                return (
+                    np.concatenate([r[0] for r in results]),
+                    np.concatenate([r[1] for r in results]),
+                )
             losses = [MetaLossNetwork.from_spec(spec, theta) for theta in thetas]
             return score_reference(losses, config, batch, X_val)
     finally:
