@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import sys
 import time
 from numbers import Integral, Real
@@ -19,6 +20,14 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
+from ._checkpoint import (
+    EvolutionState,
+    capture_strategy,
+    fingerprint,
+    load_checkpoint,
+    restore_strategy,
+    save_checkpoint,
+)
 from ._inner import InnerConfig, make_module, make_task_batch
 from ._meta_loss import (
     ACTIVATIONS,
@@ -131,6 +140,9 @@ class MLNEvolver(BaseEstimator):
         Seeds the split, the tasks, the initial weights and CMA-ES.
     verbose : int, default=0
         ``0`` silent; ``>= 1`` a progress bar with best / mean fitness and sigma.
+    checkpoint_path : str, path-like or None, default=None
+        File the full state of the run is written to, atomically, after every generation
+        (see Notes). If it exists when ``fit`` starts, the run resumes from it.
 
     Attributes
     ----------
@@ -162,6 +174,17 @@ class MLNEvolver(BaseEstimator):
 
     A candidate whose loss goes non-finite, or whose classifier predicts a single class on
     the validation set, on any task gets fitness 0 and is counted in ``n_failures``.
+
+    With ``checkpoint_path``, a run that was interrupted (killed, out of time, stopped by
+    ``max_time``) continues where its last generation ended when ``fit`` is called again
+    with the same data and parameters, and ends with the same ``meta_loss_`` and
+    ``history_`` (apart from ``seconds``) as an uninterrupted run. ``n_jobs``, ``verbose``,
+    ``max_time``, ``device``, ``vectorized`` and ``n_generations`` may change between the
+    two calls (a larger ``n_generations`` extends a finished run); a checkpoint of other
+    data or other parameters is refused with a ``ValueError``. The file is kept when
+    ``fit`` ends: fitting again repeats only the final re-evaluation. Delete it to start
+    over. Checkpoints are read without running code from them; see
+    :mod:`sklearn_mln._checkpoint` for the format and the trust model.
 
     Examples
     --------
@@ -202,6 +225,7 @@ class MLNEvolver(BaseEstimator):
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "checkpoint_path": [str, os.PathLike, None],
     }
 
     def __init__(
@@ -232,6 +256,7 @@ class MLNEvolver(BaseEstimator):
         n_jobs=None,
         random_state=None,
         verbose=0,
+        checkpoint_path=None,
     ):
         self.n_shots = n_shots
         self.n_ways = n_ways
@@ -258,6 +283,7 @@ class MLNEvolver(BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
+        self.checkpoint_path = checkpoint_path
 
     # ------------------------------------------------------------------ validation helpers
     def _validate_pool(self, X, y):
@@ -325,6 +351,19 @@ class MLNEvolver(BaseEstimator):
         """
         X, y_enc, n_ways = self._validate_pool(X, y)
         rng = check_random_state(self.random_state)
+        resumed, run_id = None, None
+        if self.checkpoint_path is not None:
+            run_id = fingerprint(X, y_enc, self.classes_, self.get_params(deep=False))
+            resumed = load_checkpoint(self.checkpoint_path, run_id)
+            if resumed is not None:
+                if len(resumed.history) > self.n_generations:
+                    raise ValueError(
+                        f"The checkpoint {str(self.checkpoint_path)!r} already holds "
+                        f"{len(resumed.history)} generations, more than n_generations="
+                        f"{self.n_generations}."
+                    )
+                rng.set_state(resumed.initial_rng_state)  # replay the set-up below
+        initial_rng_state = rng.get_state()
         split_seed, cma_seed, reeval_seed = draw_seeds(rng, 3)
         source, val = train_test_split(
             np.arange(len(y_enc)),
@@ -355,12 +394,21 @@ class MLNEvolver(BaseEstimator):
         n_workers = effective_n_jobs(self.n_jobs)
         self.history_, shortlist = [], _Shortlist(x0)
         self.stop_reason_ = "n_generations"
+        last = self.n_generations
+        if resumed is not None:
+            source = repr(str(self.checkpoint_path))
+            restore_strategy(strategy, resumed.cma_pickle, resumed.cma_rng_state, source)
+            rng.set_state(resumed.rng_state)
+            self.history_ = resumed.history
+            shortlist.generation_best, shortlist.top = resumed.generation_best, resumed.top
+            if resumed.cma_stop is not None:
+                self.stop_reason_, last = resumed.cma_stop, len(self.history_)
         started = time.perf_counter()
         with (
-            _progress(self.n_generations, self.verbose) as bar,
+            _progress(self.n_generations, self.verbose, initial=len(self.history_)) as bar,
             Parallel(n_jobs=min(n_workers, self.popsize)) as parallel,
         ):
-            for generation in range(self.n_generations):
+            for generation in range(len(self.history_), last):
                 tick = time.perf_counter()
                 batch = batch_from(np.random.RandomState(draw_seeds(rng, 1)[0]), self.n_tasks)
                 thetas = strategy.ask()
@@ -393,6 +441,21 @@ class MLNEvolver(BaseEstimator):
                 stop = strategy.stop()
                 if stop:
                     self.stop_reason_ = "cma: " + ", ".join(stop)
+                if self.checkpoint_path is not None:
+                    save_checkpoint(
+                        self.checkpoint_path,
+                        EvolutionState(
+                            run_id,
+                            initial_rng_state,
+                            rng.get_state(),
+                            *capture_strategy(strategy),
+                            self.history_,
+                            shortlist.generation_best,
+                            shortlist.top,
+                            self.stop_reason_ if stop else None,
+                        ),
+                    )
+                if stop:
                     break
                 if self.max_time is not None and time.perf_counter() - started > self.max_time:
                     self.stop_reason_ = "max_time"
@@ -449,6 +512,8 @@ class MLNEvolver(BaseEstimator):
         params = {k: v for k, v in self.get_params().items() if k not in ("module", "init")}
         params["init"] = self.init if isinstance(self.init, str) else "MetaLossNetwork"
         params["hidden_sizes"] = list(self.hidden_sizes)
+        if self.checkpoint_path is not None:
+            params["checkpoint_path"] = str(self.checkpoint_path)
         return {
             "evolved_by": "MLNEvolver",
             "params": params,
@@ -554,14 +619,20 @@ class _Shortlist:
 class _progress:
     """A tqdm bar with best / mean fitness and sigma at ``verbose >= 1``; silent otherwise."""
 
-    def __init__(self, total: int, verbose: int) -> None:
-        self.total, self.verbose, self.bar = total, verbose, None
+    def __init__(self, total: int, verbose: int, initial: int = 0) -> None:
+        self.total, self.verbose, self.initial, self.bar = total, verbose, initial, None
 
     def __enter__(self):
         if self.verbose >= 1:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=self.total, desc="evolving", unit="gen", file=sys.stderr)
+            self.bar = tqdm(
+                total=self.total,
+                initial=self.initial,
+                desc="evolving",
+                unit="gen",
+                file=sys.stderr,
+            )
         return self
 
     def update(self, record: dict) -> None:
