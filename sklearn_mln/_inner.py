@@ -35,7 +35,7 @@ class InnerConfig:
     """How each small classifier is built and trained: full-batch SGD with momentum."""
 
     module_factory: Callable[[], nn.Module]
-    lr: float = 0.1
+    lr: float = 0.03
     steps: int = 100
     momentum: float = 0.9
     device: str = "cpu"

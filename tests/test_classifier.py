@@ -167,7 +167,8 @@ def test_bad_parameters_raise_in_fit(flat, params, error, match):
 @pytest.mark.parametrize("name", ["cross_entropy", "mse", "label_smoothing", "focal"])
 def test_classical_losses(flat, name):
     X, y = flat
-    clf = MLNClassifier(meta_loss=name, max_epochs=50, random_state=0).fit(X[:100], y[:100])
+    clf = MLNClassifier(meta_loss=name, max_epochs=50, lr=0.1, random_state=0)
+    clf.fit(X[:100], y[:100])
     assert isinstance(clf.loss_, ClassicalLoss) and clf.loss_.name == name
     assert clf.score(X[100:600], y[100:600]) > 0.4  # chance is 0.1
     assert np.all(np.isfinite(clf.history_[:, "train_loss"]))

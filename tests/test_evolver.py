@@ -17,6 +17,7 @@ TINY = dict(
     popsize=4,
     n_generations=2,
     inner_steps=10,
+    inner_lr=0.1,
     n_reeval_tasks=2,
     hidden_sizes=(4,),
 )
@@ -59,7 +60,7 @@ def test_user_story(fitted, digits):
         assert 0 <= h["mean_fitness"] <= h["best_fitness"] <= 1
     score = evo.score(X[300:600], y[300:600])
     assert 0.3 < score <= 1.0  # 3-shot digits classifiers, far above chance (0.1)
-    clf = MLNClassifier(meta_loss=evo, max_epochs=20, random_state=0).fit(X[:50], y[:50])
+    clf = MLNClassifier(meta_loss=evo, max_epochs=20, lr=0.1, random_state=0).fit(X[:50], y[:50])
     assert clf.score(X[600:], y[600:]) > 0.3
     assert evo.meta_loss_.metadata["evolved_by"] == "MLNEvolver"
 
@@ -224,8 +225,9 @@ def test_unbatchable_module_falls_back_with_notice(capsys, digits):
 
 def test_images_use_the_cnn(digits):
     X, y = load_digits_images(return_X_y=True)
-    evo = MLNEvolver(**{**TINY, "n_generations": 1}, random_state=0).fit(X[:300], y[:300])
-    assert evo.n_features_in_ == 64
+    cnn = {**TINY, "n_generations": 1, "inner_steps": 50, "inner_lr": 0.05}
+    evo = MLNEvolver(**cnn, random_state=0).fit(X[:300], y[:300])
+    assert evo.n_features_in_ == 64 and evo.sample_shape_ == (1, 8, 8)
     assert evo.score(X[300:600], y[300:600]) > 0.2
 
 
