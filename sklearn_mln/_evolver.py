@@ -39,7 +39,7 @@ from ._meta_loss import (
     init_flat_params,
 )
 from ._modules import default_module_factory, supports_population
-from ._parallel import evaluate_population
+from ._parallel import evaluate_population, shared_with_workers
 from ._strategy import CMAStrategy
 from ._tasks import class_indices, draw_seeds, sample_tasks
 from ._validation import check_sample_shape
@@ -405,6 +405,7 @@ class MLNEvolver(BaseEstimator):
                 self.stop_reason_, last = resumed.cma_stop, len(self.history_)
         started = time.perf_counter()
         with (
+            shared_with_workers(X_val),
             _progress(self.n_generations, self.verbose, initial=len(self.history_)) as bar,
             Parallel(n_jobs=min(n_workers, self.popsize)) as parallel,
         ):

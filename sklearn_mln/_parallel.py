@@ -4,16 +4,22 @@ The population is cut into one chunk per worker; each chunk trains all its
 (candidate, task) classifiers together (see :mod:`sklearn_mln._inner`). Workers cap
 torch's threads so that ``n_jobs`` workers share the cores instead of oversubscribing.
 Everything a worker needs travels as arguments (no global state), so the same code runs
-under any joblib backend, Dask included.
+under any joblib backend, Dask included. Under Dask, :func:`shared_with_workers` sends the
+large validation set to every worker once, and each task keeps its worker's own torch
+thread setting (Dask starts workers with ``OMP_NUM_THREADS=1``; the client's core count
+says nothing about theirs).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 
 import numpy as np
 import torch
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import Parallel, delayed, effective_n_jobs, parallel_config
+from joblib.parallel import get_active_backend
 
 from ._inner import (
     InnerConfig,
@@ -31,18 +37,52 @@ def threads_per_worker(n_workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, n_workers))
 
 
+def _active_dask_backend():
+    """joblib's active Dask backend, or ``None`` (never imports Dask itself)."""
+    dask_module = sys.modules.get("joblib._dask")
+    backend, _ = get_active_backend()
+    if dask_module is not None and isinstance(backend, dask_module.DaskDistributedBackend):
+        return backend
+    return None
+
+
+@contextlib.contextmanager
+def shared_with_workers(*arrays: np.ndarray):
+    """Under joblib's Dask backend, send ``arrays`` to every worker once for the block.
+
+    joblib then passes the workers' copies wherever these very objects are an argument.
+    Without this, the Dask backend scatters a large argument anew in every ``Parallel``
+    call (every generation). Other backends need nothing: loky memory-maps large arrays.
+    """
+    backend = _active_dask_backend()
+    if backend is None:
+        yield
+        return
+    with parallel_config(
+        backend="dask",
+        client=backend.client,
+        scatter=list(arrays),
+        wait_for_workers_timeout=backend.wait_for_workers_timeout,
+        **backend.submit_kwargs,
+    ):
+        yield
+
+
 def evaluate_chunk(
     thetas: np.ndarray,
     spec: MetaLossSpec,
     config: InnerConfig,
     batch: TaskBatch,
     X_val: np.ndarray,
-    n_threads: int,
+    n_threads: int | None,
     vectorized: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy ``(len(thetas), n_tasks)`` and failure flags of candidate parameter vectors."""
+    """Accuracy ``(len(thetas), n_tasks)`` and failure flags of candidate parameter vectors.
+
+    ``n_threads=None`` keeps the process's torch thread setting.
+    """
     previous = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
+    torch.set_num_threads(n_threads or previous)
     try:
         with torch.random.fork_rng(devices=[]):
             if vectorized:
@@ -85,7 +125,7 @@ def evaluate_population(
     """
     n_workers = min(len(thetas), effective_n_jobs(n_jobs))
     chunks = np.array_split(np.arange(len(thetas)), n_workers)
-    n_threads = threads_per_worker(n_workers)
+    n_threads = None if _active_dask_backend() is not None else threads_per_worker(n_workers)
     parallel = parallel if parallel is not None else Parallel(n_jobs=n_workers)
     results = parallel(
         delayed(evaluate_chunk)(thetas[c], spec, config, batch, X_val, n_threads, vectorized)
