@@ -135,7 +135,9 @@ def _allowed_globals() -> tuple[dict, set, set]:
         "numpy.linalg": ["eigh"],
         "builtins": ["range"],
     }
-    allowed = {(m, n): getattr(importlib.import_module(m), n) for m, ns in names.items() for n in ns}
+    allowed = {
+        (m, n): getattr(importlib.import_module(m), n) for m, ns in names.items() for n in ns
+    }
     try:  # numpy >= 2
         from numpy._core import multiarray
     except ImportError:  # pragma: no cover - numpy < 2
