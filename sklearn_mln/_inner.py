@@ -83,6 +83,11 @@ def make_task_batch(
     )
 
 
+def to_tensor(array: np.ndarray, device: str) -> Tensor:
+    """A tensor of ``array``; read-only arrays (joblib's memmaps) are copied first."""
+    return torch.as_tensor(np.require(array, requirements="W"), device=device)
+
+
 def make_module(module_factory: Callable[[], nn.Module], seed: int) -> nn.Module:
     """Build a classifier with weights drawn from ``seed``, leaving torch's global RNG as it was."""
     with torch.random.fork_rng(devices=[]):
@@ -127,11 +132,11 @@ def score_reference(
     """Accuracy ``(n_losses, n_tasks)`` and failure flags, one classifier at a time."""
     acc = np.zeros((len(losses), batch.n_tasks))
     failed = np.zeros((len(losses), batch.n_tasks), dtype=bool)
-    X_val_t = torch.as_tensor(X_val, device=config.device).float()
+    X_val_t = to_tensor(X_val, config.device).float()
     for t in range(batch.n_tasks):
-        X = torch.as_tensor(batch.X_train[t], device=config.device)
-        y = torch.as_tensor(batch.y_train[t], device=config.device)
-        y_val = torch.as_tensor(batch.y_val[t], device=config.device)
+        X = to_tensor(batch.X_train[t], config.device)
+        y = to_tensor(batch.y_train[t], config.device)
+        y_val = to_tensor(batch.y_val[t], config.device)
         for p, loss in enumerate(losses):
             module = make_module(config.module_factory, batch.init_seeds[t]).to(config.device)
             failed[p, t] = train_reference(
@@ -227,7 +232,7 @@ def activation_floats(module: nn.Module, params: dict[str, Tensor], X: Tensor) -
 def members_per_pass(config: InnerConfig, batch: TaskBatch) -> int:
     """How many classifiers fit in one training pass under :data:`MEMORY_BUDGET_FLOATS`."""
     module, params = init_population(config.module_factory, batch.init_seeds[:1], config.device)
-    X = torch.as_tensor(batch.X_train[0], device=config.device)
+    X = to_tensor(batch.X_train[0], config.device)
     per_member = activation_floats(module, params, X) * X.shape[0]
     return max(1, MEMORY_BUDGET_FLOATS // per_member)
 
@@ -261,9 +266,9 @@ def score_population(
     n_members = n_candidates * n_tasks
     module, init = init_population(config.module_factory, batch.init_seeds, config.device)
     params = {k: v.repeat(n_candidates, *([1] * (v.ndim - 1))) for k, v in init.items()}
-    X = torch.as_tensor(batch.X_train, device=config.device)
+    X = to_tensor(batch.X_train, config.device)
     X = X.repeat(n_candidates, *([1] * (X.ndim - 1)))
-    y = torch.as_tensor(batch.y_train, device=config.device).repeat(n_candidates, 1)
+    y = to_tensor(batch.y_train, config.device).repeat(n_candidates, 1)
     params, failed = train_population(
         module,
         params,
@@ -274,13 +279,13 @@ def score_population(
         steps=config.steps,
         momentum=config.momentum,
     )
-    X_val_t = torch.as_tensor(X_val, device=config.device).float()
+    X_val_t = to_tensor(X_val, config.device).float()
     pred = _predict_chunked(
         lambda xb: population_forward(module, params, xb, shared=True), X_val_t, n_members
     )
     acc = np.zeros(n_members)
     failed_np = failed.cpu().numpy().copy()
-    y_val = torch.as_tensor(batch.y_val, device=config.device)
+    y_val = to_tensor(batch.y_val, config.device)
     for m in range(n_members):
         acc[m], collapsed = _accuracy(pred[m], y_val[m % n_tasks])
         failed_np[m] |= collapsed or not np.isfinite(acc[m])
