@@ -1,8 +1,9 @@
-"""Command line: ``python -m sklearn_mln evolve | evaluate``.
+"""Command line: ``python -m sklearn_mln evolve | evaluate | benchmark``.
 
 ``evolve`` meta-trains a loss on the pool split of a data set, then compares it with
 cross-entropy and MSE on held-out tasks (the meta-test split, never seen by evolution),
-prints the table and saves the loss file.
+prints the table and saves the loss file. ``benchmark`` is the small-data benchmark of
+``benchmarks/small_data.py`` (see :func:`sklearn_mln._evaluation.small_data_benchmark`).
 """
 
 from __future__ import annotations
@@ -122,7 +123,93 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="compare a saved loss with classical losses")
     data_options(evaluate)
     evaluate.add_argument("loss", help="path to a .mln file or a pretrained name")
+
+    benchmark = sub.add_parser(
+        "benchmark", help="tuned classical and evolved losses on fresh small-data test tasks"
+    )
+    _benchmark_options(benchmark)
     return parser
+
+
+def _benchmark_options(p: argparse.ArgumentParser) -> None:
+    from ._evaluation import ARCHITECTURES
+
+    p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
+    p.add_argument("--data-home", default=None, help="folder with the data set's files")
+    p.add_argument(
+        "--loss",
+        action="append",
+        default=[],
+        metavar="[NAME=]PATH",
+        help="an evolved loss to compare (a .mln file or a pretrained name); repeatable",
+    )
+    p.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10, 20, 50])
+    p.add_argument("--tasks", type=int, default=100, help="paired test tasks per k")
+    p.add_argument("--tuning-tasks", type=int, default=20, help="training-split tasks for tuning")
+    p.add_argument("--grid-lr", type=float, nargs="+", default=[0.01, 0.03, 0.1])
+    p.add_argument("--grid-steps", type=int, nargs="+", default=[50, 100, 200])
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument(
+        "--architectures",
+        nargs="+",
+        choices=sorted(ARCHITECTURES),
+        default=["cnn", "mlp", "cnn-wide"],
+        help="; ".join(f"{k}: {v[0]}" for k, v in ARCHITECTURES.items()),
+    )
+    p.add_argument(
+        "--pool-size",
+        type=int,
+        default=5000,
+        help="training-split images for tuning tasks and their validation (default: 5000)",
+    )
+    p.add_argument(
+        "--test-size", type=int, default=None, help="subsample the test split (default: all)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--output", default="benchmarks/results/small_data")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def _benchmark(args, argv) -> int:
+    from pathlib import Path
+
+    from sklearn.model_selection import train_test_split
+
+    from ._evaluation import BENCHMARK_BASELINES, small_data_benchmark, write_benchmark_report
+    from ._meta_loss import ClassicalLoss, resolve_loss
+
+    losses = {name: ClassicalLoss(name) for name in BENCHMARK_BASELINES}
+    for spec in args.loss:
+        name, _, path = spec.rpartition("=")
+        name = name or Path(path).stem
+        if name in losses:
+            raise SystemExit(f"error: --loss name {name!r} is already taken; use NAME=PATH.")
+        losses[name] = resolve_loss(path)
+    X_pool, y_pool, X_test, y_test = load_splits(
+        args.dataset, args.data_home, args.pool_size, args.seed
+    )
+    if args.test_size is not None and args.test_size < len(y_test):
+        X_test, _, y_test, _ = train_test_split(
+            X_test, y_test, train_size=args.test_size, stratify=y_test, random_state=args.seed
+        )
+    log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    started = time.perf_counter()
+    result = small_data_benchmark(
+        X_pool, y_pool, X_test, y_test, losses,
+        architectures=args.architectures, ks=args.ks, n_tasks=args.tasks,
+        n_tuning_tasks=args.tuning_tasks, grid_lr=args.grid_lr, grid_steps=args.grid_steps,
+        momentum=args.momentum, random_state=args.seed, device=args.device, log=log,
+    )  # fmt: skip
+    result["settings"]["dataset"] = args.dataset
+    result["command"] = "python -m sklearn_mln benchmark " + " ".join(
+        sys.argv[2:] if argv is None else argv[1:]
+    )
+    result["seconds"] = time.perf_counter() - started
+    paths = write_benchmark_report(result, args.output)
+    if log is not None:
+        log(f"Wrote {', '.join(str(p) for p in paths.values())} ({result['seconds']:.0f} s).")
+    return 0
 
 
 def _inner_config(args, X: np.ndarray, n_classes: int):
@@ -155,6 +242,8 @@ def _compare(args, losses: dict, X_test, y_test) -> str:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "benchmark":
+        return _benchmark(args, argv)
     if args.classifier == "auto":
         args.classifier = "mlp" if args.dataset == "digits" else "cnn"
     if args.inner_lr is None:
