@@ -300,7 +300,7 @@ class MLNEvolver(BaseEstimator):
         y_enc = encoder.transform(y)
         counts = np.bincount(y_enc)
         if counts.min() < self.n_shots + 1:
-            worst = self.classes_[counts.argmin()]
+            worst = self.classes_[counts.argmin() :][:1].tolist()[0]  # a plain Python value
             raise ValueError(
                 f"Every class needs at least n_shots + 1 = {self.n_shots + 1} samples (n_shots "
                 f"for a task, at least one for validation); class {worst!r} has {counts.min()}."
@@ -554,7 +554,8 @@ class MLNEvolver(BaseEstimator):
         counts = np.bincount(y_enc, minlength=len(self.classes_))
         if counts.min() < self.n_shots + 1:
             raise ValueError(
-                f"Every class needs at least n_shots + 1 = {self.n_shots + 1} samples to score."
+                f"Every class needs at least n_shots + 1 = {self.n_shots + 1} samples to score; "
+                f"class {self.classes_[counts.argmin() :][:1].tolist()[0]!r} has {counts.min()}."
             )
         rng = check_random_state(self.random_state)
         tasks = sample_tasks(
