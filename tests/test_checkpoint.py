@@ -280,3 +280,29 @@ def test_wrong_version_or_format_is_refused(checkpoint, digits):
             np.savez(fh, **arrays)
         with pytest.raises(ValueError, match=match):
             MLNEvolver(**{**CFG, "n_generations": 2}, checkpoint_path=bad).fit(*digits)
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_long_run_keeps_memory_flat(tmp_path, digits, monkeypatch):
+    """RSS after generation 50 within 10 % of generation 5 (checkpointing every generation)."""
+    rss = []
+    evaluate = evolver_module.evaluate_population
+
+    def measured(*args, **kwargs):
+        result = evaluate(*args, **kwargs)
+        rss.append(_rss_mib())
+        return result
+
+    monkeypatch.setattr(evolver_module, "evaluate_population", measured)
+    params = {**CFG, "n_generations": 50, "checkpoint_path": tmp_path / "run.ckpt"}
+    MLNEvolver(**params).fit(*digits)
+    after_5, after_50 = rss[4], rss[49]
+    print(f"RSS after generation 5: {after_5:.1f} MiB, after generation 50: {after_50:.1f} MiB")
+    assert after_50 <= 1.10 * after_5
