@@ -116,7 +116,7 @@ class MLNEvolver(BaseEstimator):
     module : None, torch.nn.Module class, instance or zero-argument callable, default=None
         The inner classifier. ``None``: the defaults of :class:`MLNClassifier` (MLP for
         flat features, small CNN for images).
-    inner_lr : float, default=0.1
+    inner_lr : float, default=0.03
     inner_steps : int, default=100
     inner_momentum : float, default=0.9
         Full-batch SGD of the inner classifiers.
@@ -244,7 +244,7 @@ class MLNEvolver(BaseEstimator):
         inputs="log_probs",
         anchor="cross_entropy",
         module=None,
-        inner_lr=0.1,
+        inner_lr=0.03,
         inner_steps=100,
         inner_momentum=0.9,
         validation_size=0.5,
