@@ -167,6 +167,12 @@ def _benchmark_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's); 1 is far faster on a machine busy with other jobs",
+    )
     p.add_argument("--output", default="benchmarks/results/small_data")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
@@ -174,6 +180,7 @@ def _benchmark_options(p: argparse.ArgumentParser) -> None:
 def _benchmark(args, argv) -> int:
     from pathlib import Path
 
+    import torch
     from sklearn.model_selection import train_test_split
 
     from ._evaluation import BENCHMARK_BASELINES, small_data_benchmark, write_benchmark_report
@@ -194,6 +201,8 @@ def _benchmark(args, argv) -> int:
             X_test, y_test, train_size=args.test_size, stratify=y_test, random_state=args.seed
         )
     log = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     started = time.perf_counter()
     result = small_data_benchmark(
         X_pool, y_pool, X_test, y_test, losses,
@@ -202,6 +211,7 @@ def _benchmark(args, argv) -> int:
         momentum=args.momentum, random_state=args.seed, device=args.device, log=log,
     )  # fmt: skip
     result["settings"]["dataset"] = args.dataset
+    result["settings"]["torch_threads"] = torch.get_num_threads()
     result["command"] = "python -m sklearn_mln benchmark " + " ".join(
         sys.argv[2:] if argv is None else argv[1:]
     )
