@@ -13,6 +13,7 @@ from joblib import parallel_config
 
 import sklearn_mln
 from sklearn_mln import MLNEvolver
+from sklearn_mln._parallel import _active_dask_backend
 from sklearn_mln.datasets import load_digits_images
 
 distributed = pytest.importorskip("distributed")
@@ -75,7 +76,9 @@ def test_dask_gives_the_same_loss_and_sends_validation_data_once(cluster, digits
         return original(data, *args, **kwargs)
 
     client.scatter = counting_scatter
+    assert _active_dask_backend() is None
     with parallel_config(backend="dask"):
+        assert _active_dask_backend() is not None  # tasks then keep the workers' threads
         evo = MLNEvolver(**TINY).fit(*digits)
     _same_result(evo, reference)
     n_val = 150  # validation_size=0.5 of 300 samples
