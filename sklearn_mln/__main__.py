@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     evolve.add_argument("--popsize", type=int, default=16, help="CMA-ES population size")
     evolve.add_argument("--generations", type=int, default=60, help="generation budget")
     evolve.add_argument("--max-time", type=float, default=None, help="time budget in seconds")
-    evolve.add_argument("--sigma0", type=float, default=0.05, help="initial CMA-ES step size")
+    evolve.add_argument("--sigma0", type=float, default=0.02, help="initial CMA-ES step size")
     evolve.add_argument(
         "--init",
         choices=("cross_entropy", "label_smoothing", "random"),

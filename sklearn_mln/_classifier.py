@@ -14,7 +14,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.base import BaseEstimator, ClassifierMixin, _clone_parametrized, _fit_context, clone
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
@@ -163,7 +163,7 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
         The class labels.
     n_features_in_ : int
         Number of features seen in fit: ``d`` for flat input, ``c * h * w`` for images.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of the features, when ``X`` is a DataFrame with string column names.
     sample_shape_ : tuple of int
         Shape of one sample, ``(d,)`` or ``(c, h, w)``; predict expects the same.
@@ -264,6 +264,16 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
         if rest:
             super().set_params(**rest)
         return self
+
+    def __sklearn_clone__(self):
+        # A fitted evolver passed as meta_loss is data, not a sub-estimator to refit: the
+        # default clone would hand GridSearchCV an unfitted one.
+        if not hasattr(self.meta_loss, "meta_loss_"):
+            return _clone_parametrized(self)
+        params = self.get_params(deep=False)
+        return type(self)(
+            **{k: v if k == "meta_loss" else clone(v, safe=False) for k, v in params.items()}
+        )
 
     def _prefixed(self, prefix: str) -> dict:
         return {k: getattr(self, k) for k in self._routed_names() if k.startswith(prefix + "__")}

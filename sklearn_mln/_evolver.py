@@ -103,8 +103,10 @@ class MLNEvolver(BaseEstimator):
         CMA-ES population size.
     n_generations : int, default=50
         Maximum number of generations.
-    sigma0 : float, default=0.05
-        Initial CMA-ES step size, in units of the flat parameter vector.
+    sigma0 : float, default=0.02
+        Initial CMA-ES step size, in units of the flat parameter vector. Around the
+        cross-entropy start, 36 % of candidates drawn at 0.05 (18 % at 0.02) have a zero
+        loss for every sample predicted with p >= 0.5 (the anchor's relu clips them).
     init : str or MetaLossNetwork, default="cross_entropy"
         Starting point, one of ``"cross_entropy"``, ``"label_smoothing"``, ``"random"``
         or a network. ``"cross_entropy"``: the anchored network that equals CE exactly;
@@ -236,7 +238,7 @@ class MLNEvolver(BaseEstimator):
         n_tasks=8,
         popsize=16,
         n_generations=50,
-        sigma0=0.05,
+        sigma0=0.02,
         init="cross_entropy",
         structure="per_class",
         hidden_sizes=(8,),

@@ -248,3 +248,17 @@ def test_images_use_the_cnn(digits):
 )
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+def test_fitted_evolver_survives_clone_and_grid_search(fitted, digits):
+    from sklearn.model_selection import GridSearchCV
+
+    from sklearn_mln import MLNClassifier
+
+    X, y = digits
+    clf = MLNClassifier(meta_loss=fitted, max_epochs=10, lr=0.1, random_state=0)
+    assert clone(clf).meta_loss is fitted
+    search = GridSearchCV(clf, {"lr": [0.05, 0.1]}, cv=2).fit(X[:100], y[:100])
+    np.testing.assert_array_equal(
+        search.best_estimator_.loss_.get_flat_params(), fitted.meta_loss_.get_flat_params()
+    )
