@@ -262,7 +262,7 @@ def main(argv=None) -> int:
 
     baselines = {"cross_entropy": ClassicalLoss("cross_entropy"), "mse": ClassicalLoss("mse")}
     if args.command == "evaluate":
-        _, _, X_test, y_test = load_splits(args.dataset, args.data_home, 1, args.seed)
+        _, _, X_test, y_test = load_splits(args.dataset, args.data_home, None, args.seed)
         losses = {
             **baselines,
             "label_smoothing": ClassicalLoss("label_smoothing"),

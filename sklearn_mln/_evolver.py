@@ -580,7 +580,7 @@ class MLNEvolver(BaseEstimator):
             n_jobs=1,
             vectorized=self._check_vectorizable(config, X[:2]),
         )
-        return float(np.where(failed, 0.0, accuracy).mean())
+        return float(accuracy.mean())
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -129,7 +129,11 @@ def train_reference(
 def score_reference(
     losses: Sequence[nn.Module], config: InnerConfig, batch: TaskBatch, X_val: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy ``(n_losses, n_tasks)`` and failure flags, one classifier at a time."""
+    """Accuracy ``(n_losses, n_tasks)`` and failure flags, one classifier at a time.
+
+    The accuracy is what the classifier really scored, failed or not; a failure is a loss
+    or gradient that went non-finite, or predictions collapsed to one class.
+    """
     acc = np.zeros((len(losses), batch.n_tasks))
     failed = np.zeros((len(losses), batch.n_tasks), dtype=bool)
     X_val_t = to_tensor(X_val, config.device).float()
@@ -152,7 +156,7 @@ def score_reference(
             pred = _predict_chunked(lambda xb, m=module: m(xb).unsqueeze(0), X_val_t, 1)[0]
             acc[p, t], collapsed = _accuracy(pred, y_val)
             failed[p, t] |= collapsed or not np.isfinite(acc[p, t])
-    return np.where(failed, 0.0, acc), failed
+    return acc, failed
 
 
 # ----------------------------------------------------------------------------- population path
@@ -259,6 +263,8 @@ def score_population(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Accuracy ``(n_candidates, n_tasks)`` and failure flags, all members trained at once.
 
+    As in :func:`score_reference`, the accuracy is the real one, failed or not.
+
     ``per_sample_loss(logits (M, n, C), y (M, n)) -> (M, n)`` applies candidate
     ``m // n_tasks``'s loss to member ``m``.
     """
@@ -290,7 +296,7 @@ def score_population(
         acc[m], collapsed = _accuracy(pred[m], y_val[m % n_tasks])
         failed_np[m] |= collapsed or not np.isfinite(acc[m])
     acc, failed_np = acc.reshape(n_candidates, n_tasks), failed_np.reshape(n_candidates, n_tasks)
-    return np.where(failed_np, 0.0, acc), failed_np
+    return acc, failed_np
 
 
 def mln_population_loss(thetas: np.ndarray, spec: MetaLossSpec, n_tasks: int, device="cpu"):

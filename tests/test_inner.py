@@ -101,7 +101,7 @@ def test_non_finite_member_is_isolated(digits):
 
     acc, failed = score_population(loss, 2, config, batch, X_val)
     assert failed[1].all() and not failed[0].any()
-    assert (acc[1] == 0).all() and (acc[0] > 0.3).all()
+    assert (acc[0] > 0.3).all()
 
 
 def test_collapsed_classifier_counts_as_failure(digits):
@@ -112,7 +112,9 @@ def test_collapsed_classifier_counts_as_failure(digits):
         return -logits[..., 0]  # always predict class 0
 
     acc, failed = score_population(push_to_class_zero, 1, config, batch, X_val)
-    assert failed.all() and (acc == 0).all()
+    assert failed.all()
+    # the real accuracy of predicting class 0 everywhere: its share of the validation rows
+    np.testing.assert_allclose(acc[0, 0], np.mean(batch.y_val[0] == 0))
 
 
 def test_n_ways_tasks(digits):
