@@ -316,6 +316,8 @@ def main(argv=None) -> int:
         sys.argv[1:] if argv is None else argv
     )
     loss.metadata["dataset"] = args.dataset
+    loss.metadata["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    loss.metadata["evolution_seconds"] = round(seconds, 1)
     loss.save(output)
     print(
         f"\nSaved the evolved loss to {output}; metadata: "
