@@ -30,14 +30,13 @@ import io
 import json
 import pickle
 import types
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._meta_loss import _atomic_write_bytes
+from ._archive import read_archive, write_archive
 
 FORMAT_NAME = "sklearn-mln-checkpoint"
 FORMAT_VERSION = 1
@@ -326,16 +325,16 @@ def save_checkpoint(path, state: EvolutionState) -> None:
         "rng": rng,
         "cma_stop": state.cma_stop,
     }
-    buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        header=np.array(json.dumps(header)),
-        generation_best=np.array([t for _, t in state.generation_best]).reshape(-1, n),
-        top=np.array([t for _, _, t in state.top]).reshape(-1, n),
-        cma=np.frombuffer(state.cma_pickle, dtype=np.uint8),
-        **keys,
+    write_archive(
+        path,
+        header,
+        {
+            "generation_best": np.array([t for _, t in state.generation_best]).reshape(-1, n),
+            "top": np.array([t for _, _, t in state.top]).reshape(-1, n),
+            "cma": np.frombuffer(state.cma_pickle, dtype=np.uint8),
+            **keys,
+        },
     )
-    _atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def load_checkpoint(path, expected_fingerprint: str) -> EvolutionState | None:
@@ -350,22 +349,7 @@ def load_checkpoint(path, expected_fingerprint: str) -> EvolutionState | None:
     if not path.exists():
         return None
     source = repr(str(path))
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-        header = json.loads(str(arrays.pop("header")))
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError, AttributeError,
-            NotImplementedError, RuntimeError, TypeError) as exc:  # fmt: skip
-        raise ValueError(
-            f"{source} is not a readable {FORMAT_NAME} file (truncated or corrupt?): {exc}"
-        ) from exc
-    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
-        raise ValueError(f"{source} is not a {FORMAT_NAME} file.")
-    if header.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{source} has checkpoint format version {header.get('format_version')!r}; this "
-            f"version of sklearn-mln reads version {FORMAT_VERSION}."
-        )
+    header, arrays = read_archive(path, FORMAT_NAME, FORMAT_VERSION, "checkpoint")
     if header.get("fingerprint") != expected_fingerprint:
         raise ValueError(
             f"The checkpoint {source} belongs to a run with other data or parameters; "

@@ -25,8 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._archive import atomic_write_bytes
 from ._inner import InnerConfig, TaskBatch, make_task_batch, members_per_pass, score_population
-from ._meta_loss import CLASSICAL_LOSSES, _atomic_write_bytes
+from ._meta_loss import CLASSICAL_LOSSES
 from ._modules import MLP, SmallCNN
 from ._tasks import class_indices, draw_seeds, sample_tasks
 
@@ -400,9 +401,9 @@ def write_benchmark_report(result: dict, output) -> dict[str, Path]:
         "markdown": output / "results.md",
         "plot": output / "accuracy_vs_k.png",
     }
-    _atomic_write_bytes(paths["json"], (json.dumps(result, indent=1) + "\n").encode())
-    _atomic_write_bytes(paths["markdown"], benchmark_markdown(result).encode())
+    atomic_write_bytes(paths["json"], (json.dumps(result, indent=1) + "\n").encode())
+    atomic_write_bytes(paths["markdown"], benchmark_markdown(result).encode())
     buffer = io.BytesIO()
     benchmark_figure(result).savefig(buffer, format="png", dpi=110)
-    _atomic_write_bytes(paths["plot"], buffer.getvalue())
+    atomic_write_bytes(paths["plot"], buffer.getvalue())
     return paths

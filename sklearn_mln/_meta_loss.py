@@ -27,11 +27,7 @@ the anchored, log-prob search space (``a1 = eps``, ``a0 = -eps / C``; see
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import tempfile
-import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +36,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ._archive import read_archive, write_archive
 
 FORMAT_NAME = "sklearn-mln-meta-loss"
 FORMAT_VERSION = 1
@@ -438,21 +436,7 @@ class MetaLossNetwork(nn.Module):
             "n_params": self.n_params,
             "metadata": self.metadata,
         }
-        buffer = io.BytesIO()
-        np.savez(buffer, theta=self.get_flat_params(), header=np.array(json.dumps(header)))
-        _atomic_write_bytes(Path(path), buffer.getvalue())
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_archive(path, header, {"theta": self.get_flat_params()})
 
 
 def load_meta_loss(path) -> MetaLossNetwork:
@@ -480,32 +464,13 @@ def load_meta_loss(path) -> MetaLossNetwork:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No meta-loss file at {str(path)!r}.")
+    header, arrays = read_archive(path, FORMAT_NAME, FORMAT_VERSION, "meta-loss")
     try:
-        archive = np.load(path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):  # a bare .npy array
-            raise ValueError("not an .npz archive")
-        with archive:
-            header = json.loads(str(archive["header"]))
-            theta = np.asarray(archive["theta"], dtype=np.float64)
-    except (
-        zipfile.BadZipFile,
-        OSError,
-        ValueError,
-        KeyError,
-        EOFError,
-        NotImplementedError,  # zipfile: corrupt compression-method field
-        RuntimeError,  # zipfile: corrupt flags read as "encrypted"
-    ) as exc:
+        theta = np.asarray(arrays["theta"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(
             f"{str(path)!r} is not a readable meta-loss file (truncated or corrupt?): {exc}"
         ) from exc
-    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
-        raise ValueError(f"{str(path)!r} is not a {FORMAT_NAME} file.")
-    if header.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{str(path)!r} has format version {header.get('format_version')!r}; this version "
-            f"of sklearn-mln reads version {FORMAT_VERSION}."
-        )
     try:
         spec = MetaLossSpec(
             **{**header["spec"], "hidden_sizes": tuple(header["spec"]["hidden_sizes"])}

@@ -1,0 +1,81 @@
+"""The one file format the package writes: a NumPy ``.npz`` archive of arrays plus a JSON
+header naming the format and its version.
+
+Files are read with ``numpy.load(allow_pickle=False)`` (no code runs while reading) and
+written atomically (a temporary file in the same folder, then ``os.replace``), so a crash
+never leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+#: what a damaged archive raises inside numpy / zipfile / json
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    OSError,
+    ValueError,
+    KeyError,
+    EOFError,
+    AttributeError,
+    TypeError,
+    NotImplementedError,  # zipfile: corrupt compression-method field
+    RuntimeError,  # zipfile: corrupt flags read as "encrypted"
+)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, whole."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_archive(path, header: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Save ``arrays`` and the JSON ``header`` to ``path``, atomically."""
+    buffer = io.BytesIO()
+    np.savez(buffer, header=np.array(json.dumps(header)), **arrays)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def read_archive(
+    path, format_name: str, format_version: int, what: str
+) -> tuple[dict, dict[str, np.ndarray]]:
+    """The header and arrays of an archive written by :func:`write_archive`.
+
+    Raises ``ValueError`` naming ``what`` the file should be if it is truncated, corrupt,
+    of another format, or of another format version.
+    """
+    source = repr(str(path))
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise ValueError("not an .npz archive")
+        with archive:
+            arrays = {k: archive[k] for k in archive.files}
+        header = json.loads(str(arrays.pop("header")))
+    except _READ_ERRORS as exc:
+        raise ValueError(
+            f"{source} is not a readable {what} file (truncated or corrupt?): {exc}"
+        ) from exc
+    if not isinstance(header, dict) or header.get("format") != format_name:
+        raise ValueError(f"{source} is not a {format_name} file.")
+    if header.get("format_version") != format_version:
+        raise ValueError(
+            f"{source} has {what} format version {header.get('format_version')!r}; this "
+            f"version of sklearn-mln reads version {format_version}."
+        )
+    return header, arrays
