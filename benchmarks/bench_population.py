@@ -4,6 +4,8 @@ Every method evaluates the same candidate losses on the same tasks from the same
 (10-shot tasks, 100 full-batch SGD steps, accuracy on a validation set):
 
   a. reference  -- one classifier at a time, nn.Module + torch.optim.SGD, torch defaults
+  a1. the same with 1 torch thread (on a busy 2-core machine torch's default of 2 threads
+      is many times slower for these tiny ops: a fairer baseline, reported beside (a))
   b. joblib x2  -- (a) spread over 2 joblib workers (1 thread each)
   c. vectorized -- the library's population path in one process
   d. default    -- what MLNEvolver(n_jobs=2) does: (c) chunked over 2 workers
@@ -67,11 +69,17 @@ def candidates(n: int, seed: int = 0) -> tuple[np.ndarray, MetaLossNetwork]:
 
 def time_method(method: str, thetas, spec, config, batch, X_val) -> float:
     start = time.perf_counter()
-    if method == "a":
-        with torch.random.fork_rng(devices=[]):
-            score_reference(
-                [MetaLossNetwork.from_spec(spec, t) for t in thetas], config, batch, X_val
-            )
+    if method in ("a", "a1"):
+        threads = torch.get_num_threads()
+        if method == "a1":
+            torch.set_num_threads(1)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                score_reference(
+                    [MetaLossNetwork.from_spec(spec, t) for t in thetas], config, batch, X_val
+                )
+        finally:
+            torch.set_num_threads(threads)
     else:
         n_jobs = 1 if method == "c" else 2
         evaluate_population(
@@ -80,7 +88,9 @@ def time_method(method: str, thetas, spec, config, batch, X_val) -> float:
     return time.perf_counter() - start
 
 
-def bench_setting(name, popsize, n_tasks, repeats, subset, n_val, methods="abcd"):
+def bench_setting(
+    name, popsize, n_tasks, repeats, subset, n_val, methods=("a", "a1", "b", "c", "d")
+):
     X_source, y_source, X_val, y_val, config = problem(name, n_val)
     rng = np.random.RandomState(1)
     tasks = sample_tasks(class_indices(y_source, 10), n_tasks, 10, None, rng)
@@ -89,7 +99,7 @@ def bench_setting(name, popsize, n_tasks, repeats, subset, n_val, methods="abcd"
     rows = {}
     evaluate_population(thetas[:2], net.spec, config, batch, X_val, n_jobs=2)  # warm workers
     for method in methods:
-        use = thetas[:subset] if method in "ab" and subset else thetas
+        use = thetas[:subset] if method in ("a", "a1", "b") and subset else thetas
         n_evals = len(use) * n_tasks
         times = [time_method(method, use, net.spec, config, batch, X_val) for _ in range(repeats)]
         median = float(np.median(times))
@@ -106,6 +116,7 @@ def bench_setting(name, popsize, n_tasks, repeats, subset, n_val, methods="abcd"
         )
     for row in rows.values():  # (a) is always run: every ratio is to it
         row["ratio_to_a"] = rows["a"]["ms_per_eval"] / row["ms_per_eval"]
+        row["ratio_to_a1"] = rows["a1"]["ms_per_eval"] / row["ms_per_eval"]
     generation_seconds = rows["d"]["seconds_median"]
     cma_seconds = cma_overhead(net.n_params, popsize)
     return {
@@ -181,6 +192,7 @@ def machine() -> dict:
 
 def markdown(result: dict) -> str:
     names = {
+        "a1": "reference, 1 torch thread",
         "a": "reference (one at a time, nn.Module + optim.SGD)",
         "b": "joblib, 2 workers over (a)",
         "c": "vectorized, 1 process",
@@ -193,13 +205,14 @@ def markdown(result: dict) -> str:
             f"{1000 * setting['cma_seconds_per_generation']:.1f} ms "
             f"({100 * setting['cma_share_of_generation']:.2f} % of a generation)",
             "",
-            "| method | evals/s | ms / eval | ratio to (a) |",
-            "|---|---|---|---|",
+            "| method | evals/s | ms / eval | ratio to (a) | ratio to (a1) |",
+            "|---|---|---|---|---|",
         ]
         for key, row in setting["methods"].items():
             lines.append(
                 f"| ({key}) {names[key]} | {row['evals_per_s']:.1f} | "
-                f"{row['ms_per_eval']:.1f} | {row['ratio_to_a']:.2f}× |"
+                f"{row['ms_per_eval']:.1f} | {row['ratio_to_a']:.2f}× | "
+                f"{row['ratio_to_a1']:.2f}× |"
             )
         lines.append("")
     if "memory" in result:
@@ -216,6 +229,13 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--problems",
+        nargs="+",
+        choices=("mlp-digits", "cnn-fashion-mnist"),
+        default=("mlp-digits", "cnn-fashion-mnist"),
+        help="which problems to time",
+    )
     parser.add_argument("--output", default=str(RESULTS / "population"))
     args = parser.parse_args(argv)
     settings = (
@@ -229,6 +249,7 @@ def main(argv=None) -> int:
         ]
     )
     result = {"machine": machine(), "repeats": args.repeats, "settings": []}
+    settings = [s for s in settings if s[0] in args.problems]
     for name, popsize, n_tasks, subset, n_val, *methods in settings:
         repeats = 1 if args.quick else args.repeats
         result["settings"].append(

@@ -186,28 +186,27 @@ def train_population(
     """Full-batch SGD on ``M`` stacked classifiers at once.
 
     ``X`` is ``(M, n, ...)``, ``y`` ``(M, n)``. The members are independent, so the gradient
-    of the summed loss is each member's own gradient. Returns the trained weights and a
-    ``(M,)`` flag of members whose loss or gradient went non-finite (their weights are
-    frozen at that point so they cannot disturb anything).
+    of the summed loss is each member's own gradient, and a member whose loss goes
+    non-finite only poisons its own weights. The update is ``torch.optim.SGD``'s, op for op.
+    Returns the trained weights and a ``(M,)`` flag of members whose loss or weights went
+    non-finite.
     """
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
-    buffers = {k: torch.zeros_like(v) for k, v in params.items()}
-    n_members = y.shape[0]
-    failed = torch.zeros(n_members, dtype=torch.bool, device=y.device)
+    weights = list(params.values())
+    buffers = [torch.zeros_like(w) for w in weights]
+    failed = torch.zeros(y.shape[0], dtype=torch.bool, device=y.device)
     for _ in range(steps):
         logits = population_forward(module, params, X, shared=False)
         losses = per_sample_loss(logits, y).mean(-1)
         failed |= ~torch.isfinite(losses)
-        total = torch.where(failed, torch.zeros_like(losses), losses).sum()
-        grads = torch.autograd.grad(total, list(params.values()))
+        grads = torch.autograd.grad(losses.sum(), weights)
         with torch.no_grad():
-            for g in grads:
-                failed |= ~torch.isfinite(g.reshape(n_members, -1)).all(1)
-            keep = (~failed).to(X.dtype)
-            for (name, p), g in zip(params.items(), grads):
-                mask = keep.reshape(-1, *([1] * (g.ndim - 1)))
-                buf = buffers[name].mul_(momentum).add_(torch.nan_to_num(g) * mask)
-                p.sub_(lr * buf)
+            torch._foreach_mul_(buffers, momentum)
+            torch._foreach_add_(buffers, grads)
+            torch._foreach_add_(weights, buffers, alpha=-lr)
+    with torch.no_grad():
+        for w in weights:
+            failed |= ~torch.isfinite(w.reshape(len(failed), -1)).all(1)
     return {k: v.detach() for k, v in params.items()}, failed
 
 
