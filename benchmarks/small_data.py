@@ -19,7 +19,7 @@ Picking the one with the best mean *test* accuracy would use the test data to ch
 the maximum of several noisy means is biased upwards (winner's curse). Reported per
 (architecture, k):
 mean ± sd test accuracy, paired difference to the baseline with a 95 % CI, wins / ties /
-losses and a Wilcoxon signed-rank p-value; failed trainings count as accuracy 0.
+losses and a Wilcoxon signed-rank p-value; failed trainings keep their real accuracy.
 
 Output (``--output``, default ``benchmarks/results/small_data/``, written atomically):
 ``results.json`` (settings, tuning grids, per-task test accuracies, summaries),

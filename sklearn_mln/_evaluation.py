@@ -46,7 +46,7 @@ def paired_accuracies(
     """Accuracy on ``n_tasks`` shared tasks for each loss: ``{name: (n_tasks,)}``.
 
     ``y`` is encoded ``0 .. C-1``; ``configs[name]`` is the classifier and SGD settings of
-    that loss (tuned per loss, or all the same). Failed trainings count as accuracy 0.
+    that loss (tuned per loss, or all the same). Failed trainings keep their real accuracy.
     """
     rng = np.random.RandomState(random_state)
     n_classes = int(y.max()) + 1
@@ -68,7 +68,7 @@ def score_tasks(
 
     The tasks train together in passes that keep the autograd graph inside the memory
     budget of :func:`~sklearn_mln._inner.members_per_pass` (a CNN on 50-shot tasks fits
-    only a few members at a time). Failed trainings count as accuracy 0.
+    only a few members at a time). Failed trainings keep their real accuracy.
     """
     step = min(batch.n_tasks, members_per_pass(config, batch))
     accuracy, failed = [], []
@@ -338,7 +338,8 @@ def benchmark_markdown(result: dict) -> str:
         f"accuracy on the rest of it); lr ∈ {s['grid_lr']} × steps ∈ {s['grid_steps']} "
         f"tuned per (loss, architecture, k) on {s['n_tuning_tasks']} tasks from the training "
         f"pool ({s['n_pool']} images), then frozen. Baseline: {s['baseline_rule']}. "
-        "Failed trainings (non-finite or one predicted class) count as accuracy 0.",
+        "Failed trainings (non-finite or one predicted class) keep their real accuracy; "
+        "their counts are listed.",
         "",
     ]
     for entry in result["results"]:
