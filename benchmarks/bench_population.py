@@ -230,6 +230,11 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="only measure peak RSS and add it to an existing --output JSON",
+    )
+    parser.add_argument(
         "--problems",
         nargs="+",
         choices=("mlp-digits", "cnn-fashion-mnist"),
@@ -238,6 +243,12 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--output", default=str(RESULTS / "population"))
     args = parser.parse_args(argv)
+    output = Path(args.output)
+    if args.memory_only:
+        result = json.loads(output.with_suffix(".json").read_text())
+        result["memory"] = peak_rss_of_generation(32, 8)
+        _write(result, output)
+        return 0
     settings = (
         [("mlp-digits", 4, 2, 0, 600), ("cnn-fashion-mnist", 2, 2, 0, 500)]
         if args.quick
@@ -257,15 +268,18 @@ def main(argv=None) -> int:
         )
     if not (args.quick or args.skip_memory):
         result["memory"] = peak_rss_of_generation(32, 8)
+    _write(result, output)
+    return 0
+
+
+def _write(result: dict, output: Path) -> None:
     table = markdown(result)
     print("\n" + table)
-    output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.with_suffix(".json").write_text(json.dumps(result, indent=2))
     output.with_suffix(".md").write_text(
-        "Command: `python benchmarks/bench_population.py`\n\n" + table + "\n"
+        "Command: `python benchmarks/bench_population.py` (then `--memory-only`)\n\n" + table + "\n"
     )
-    return 0
 
 
 if __name__ == "__main__":
