@@ -121,9 +121,7 @@ def _cnn_forward(module: SmallCNN, params: dict[str, Tensor], X: Tensor, shared:
     for m in range(params["fc.weight"].shape[0]):
         h = X if shared else X[m]
         for i in range(len(module.convs)):
-            h = F.conv2d(
-                h, params[f"convs.{i}.weight"][m], params[f"convs.{i}.bias"][m], padding=1
-            )
+            h = F.conv2d(h, params[f"convs.{i}.weight"][m], params[f"convs.{i}.bias"][m], padding=1)
             h = F.max_pool2d(torch.relu(h), 2)
         features.append(h.flatten(1))
     h = torch.stack(features)  # (M, n, features)
