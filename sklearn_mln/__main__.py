@@ -132,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _benchmark_options(p: argparse.ArgumentParser) -> None:
-    from ._evaluation import ARCHITECTURES
+    from ._evaluation import ARCHITECTURES, BENCHMARK_BASELINES
 
     p.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
     p.add_argument("--data-home", default=None, help="folder with the data set's files")
@@ -142,6 +142,13 @@ def _benchmark_options(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="[NAME=]PATH",
         help="an evolved loss to compare (a .mln file or a pretrained name); repeatable",
+    )
+    p.add_argument(
+        "--baselines",
+        nargs="+",
+        choices=BENCHMARK_BASELINES,
+        default=list(BENCHMARK_BASELINES),
+        help="classical losses to compare with (default: all)",
     )
     p.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10, 20, 50])
     p.add_argument("--tasks", type=int, default=100, help="paired test tasks per k")
@@ -183,10 +190,10 @@ def _benchmark(args, argv) -> int:
     import torch
     from sklearn.model_selection import train_test_split
 
-    from ._evaluation import BENCHMARK_BASELINES, small_data_benchmark, write_benchmark_report
+    from ._evaluation import small_data_benchmark, write_benchmark_report
     from ._meta_loss import ClassicalLoss, resolve_loss
 
-    losses = {name: ClassicalLoss(name) for name in BENCHMARK_BASELINES}
+    losses = {name: ClassicalLoss(name) for name in dict.fromkeys(args.baselines)}
     for spec in args.loss:
         name, _, path = spec.rpartition("=")
         name = name or Path(path).stem

@@ -137,6 +137,9 @@ def score_reference(
     acc = np.zeros((len(losses), batch.n_tasks))
     failed = np.zeros((len(losses), batch.n_tasks), dtype=bool)
     X_val_t = to_tensor(X_val, config.device).float()
+    template, params = init_population(config.module_factory, batch.init_seeds[:1], config.device)
+    # measured as predictions run: in eval mode (batch norm then takes a single sample)
+    floats_per_sample = activation_floats(template.eval(), params, X_val_t)
     for t in range(batch.n_tasks):
         X = to_tensor(batch.X_train[t], config.device)
         y = to_tensor(batch.y_train[t], config.device)
@@ -153,7 +156,9 @@ def score_reference(
                 momentum=config.momentum,
             )
             module.eval()
-            pred = _predict_chunked(lambda xb, m=module: m(xb).unsqueeze(0), X_val_t, 1)[0]
+            pred = _predict_chunked(
+                lambda xb, m=module: m(xb).unsqueeze(0), X_val_t, 1, floats_per_sample
+            )[0]
             acc[p, t], collapsed = _accuracy(pred, y_val)
             failed[p, t] |= collapsed or not np.isfinite(acc[p, t])
     return acc, failed
@@ -240,12 +245,15 @@ def members_per_pass(config: InnerConfig, batch: TaskBatch) -> int:
     return max(1, MEMORY_BUDGET_FLOATS // per_member)
 
 
-def _predict_chunked(forward: Callable[[Tensor], Tensor], X: Tensor, n_members: int) -> Tensor:
-    """Class predictions ``(M, V)``, evaluated over slices of ``X`` that fit the memory budget."""
-    with torch.no_grad():
-        probe = forward(X[:1])
-    per_sample = max(1, probe.numel() // n_members) * 64  # rough size of hidden activations
-    chunk = max(1, MEMORY_BUDGET_FLOATS // (per_sample * n_members))
+def _predict_chunked(
+    forward: Callable[[Tensor], Tensor], X: Tensor, n_members: int, floats_per_sample: int
+) -> Tensor:
+    """Class predictions ``(M, V)``, evaluated over slices of ``X`` that fit the memory budget.
+
+    ``floats_per_sample`` is :func:`activation_floats`: what a training step keeps per member
+    and sample bounds what a forward pass holds at once.
+    """
+    chunk = max(1, MEMORY_BUDGET_FLOATS // (floats_per_sample * n_members))
     preds = []
     with torch.no_grad():
         for start in range(0, X.shape[0], chunk):
@@ -286,7 +294,10 @@ def score_population(
     )
     X_val_t = to_tensor(X_val, config.device).float()
     pred = _predict_chunked(
-        lambda xb: population_forward(module, params, xb, shared=True), X_val_t, n_members
+        lambda xb: population_forward(module, params, xb, shared=True),
+        X_val_t,
+        n_members,
+        activation_floats(module, params, X_val_t),
     )
     acc = np.zeros(n_members)
     failed_np = failed.cpu().numpy().copy()
@@ -303,6 +314,6 @@ def mln_population_loss(thetas: np.ndarray, spec: MetaLossSpec, n_tasks: int, de
     theta = torch.as_tensor(np.asarray(thetas), device=device).repeat_interleave(n_tasks, dim=0)
 
     def per_sample(logits: Tensor, y: Tensor) -> Tensor:
-        return meta_loss_per_sample(theta, logits, y, spec)
+        return meta_loss_per_sample(theta, logits, y, spec, fast=True)
 
     return per_sample
