@@ -201,7 +201,8 @@ def markdown(result: dict) -> str:
     lines = []
     for setting in result["settings"]:
         lines += [
-            f"**{setting['setting']}** — CMA-ES ask/tell "
+            f"**{setting['setting']}** (library commit {setting.get('commit', 'unknown')}) "
+            "— CMA-ES ask/tell "
             f"{1000 * setting['cma_seconds_per_generation']:.1f} ms "
             f"({100 * setting['cma_share_of_generation']:.2f} % of a generation)",
             "",
@@ -241,6 +242,11 @@ def main(argv=None) -> int:
         default=("mlp-digits", "cnn-fashion-mnist"),
         help="which problems to time",
     )
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="replace only the re-run settings in an existing --output JSON (keep the others)",
+    )
     parser.add_argument("--output", default=str(RESULTS / "population"))
     args = parser.parse_args(argv)
     output = Path(args.output)
@@ -263,13 +269,30 @@ def main(argv=None) -> int:
     settings = [s for s in settings if s[0] in args.problems]
     for name, popsize, n_tasks, subset, n_val, *methods in settings:
         repeats = 1 if args.quick else args.repeats
-        result["settings"].append(
-            bench_setting(name, popsize, n_tasks, repeats, subset, n_val, *methods)
-        )
+        row = bench_setting(name, popsize, n_tasks, repeats, subset, n_val, *methods)
+        result["settings"].append({**row, "commit": _commit()})
     if not (args.quick or args.skip_memory):
         result["memory"] = peak_rss_of_generation(32, 8)
+    if args.merge:
+        previous = json.loads(output.with_suffix(".json").read_text())
+        fresh = {s["setting"]: s for s in result["settings"]}
+        kept = [s for s in previous["settings"] if s["setting"] not in fresh]
+        result = {**previous, **result, "settings": kept + result["settings"]}
+        result["settings"].sort(key=lambda s: (not s["setting"].startswith("mlp"), s["setting"]))
     _write(result, output)
     return 0
+
+
+def _commit() -> str:
+    """The library commit a setting was timed at (``unknown`` outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, check=True, cwd=Path(__file__).parent,
+        )  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
 
 
 def _write(result: dict, output: Path) -> None:
@@ -278,7 +301,10 @@ def _write(result: dict, output: Path) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.with_suffix(".json").write_text(json.dumps(result, indent=2))
     output.with_suffix(".md").write_text(
-        "Command: `python benchmarks/bench_population.py` (then `--memory-only`)\n\n" + table + "\n"
+        "Commands: `python benchmarks/bench_population.py` (all settings, library commit 5345c51), "
+        "`python benchmarks/bench_population.py --problems mlp-digits --skip-memory --merge` "
+        "(MLP settings re-timed after the inner-loop kernels), "
+        "`python benchmarks/bench_population.py --memory-only` (peak RSS)\n\n" + table + "\n"
     )
 
 
