@@ -187,3 +187,48 @@ def test_inner_loop_leaves_torch_rng_alone(digits):
     state = torch.random.get_rng_state()
     score_population(ClassicalLoss().per_sample, 1, config, batch, X_val)
     assert torch.equal(state, torch.random.get_rng_state())
+
+
+@pytest.mark.parametrize("shape", [(4, 8, 28, 28), (3, 2, 7, 9), (2, 3, 5, 5)])
+@pytest.mark.parametrize("values", ["relu", "ties"])
+def test_max_pool_matches_torch_values_and_gradients(shape, values):
+    """Same values and gradients as ``F.max_pool2d``, ties and odd sizes included."""
+    from sklearn_mln._modules import max_pool_2x2
+
+    gen = torch.Generator().manual_seed(0)
+    if values == "relu":
+        h = torch.relu(torch.randn(*shape, generator=gen))
+    else:  # many exact ties, as on a constant background
+        h = torch.randint(0, 2, shape, generator=gen).float()
+    h1, h2 = h.clone().requires_grad_(True), h.clone().requires_grad_(True)
+    out, ref = max_pool_2x2(h1), torch.nn.functional.max_pool2d(h2, 2)
+    assert torch.equal(out, ref)
+    upstream = torch.randn(ref.shape, generator=gen)
+    (grad,) = torch.autograd.grad(out, h1, upstream)
+    (ref_grad,) = torch.autograd.grad(ref, h2, upstream)
+    assert torch.equal(grad, ref_grad)
+    assert ref_grad.abs().sum() > 0
+
+
+def test_small_cnn_matches_the_conventional_conv_relu_pool():
+    """SmallCNN pools before its ReLU (cheaper); values and weight gradients are unchanged."""
+    import torch.nn.functional as F
+
+    from sklearn_mln import SmallCNN
+
+    torch.manual_seed(0)
+    net = SmallCNN(1, 10, (28, 28))
+    X = torch.randn(6, 1, 28, 28)
+
+    def conventional(X):
+        h = X
+        for conv in net.convs:
+            h = F.max_pool2d(torch.relu(conv(h)), 2)
+        return net.fc(h.flatten(1))
+
+    out, ref = net(X), conventional(X)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+    grads = torch.autograd.grad(out.square().sum(), list(net.parameters()))
+    ref_grads = torch.autograd.grad(ref.square().sum(), list(net.parameters()))
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=0, atol=0)
