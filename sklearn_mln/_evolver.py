@@ -380,17 +380,16 @@ class MLNEvolver(BaseEstimator):
                 f"class has only {source_counts.min()} samples for tasks of n_shots="
                 f"{self.n_shots}; lower validation_size or n_shots."
             )
-        X_source, y_source, X_val, y_val = X[source], y_enc[source], X[val], y_enc[val]
+        X_val, y_val = X[val], y_enc[val]
         spec, x0 = self._spec_and_start(n_ways, rng)
         config = self._inner_config(X.shape[1:], n_ways)
-        vectorized = self._check_vectorizable(config, X_source[:2])
-        by_class = class_indices(y_source, len(self.classes_))
+        vectorized = self._check_vectorizable(config, X[source[:2]])
+        # tasks index rows of X directly: no copy of the task source (half the pool)
+        by_class = [source[rows] for rows in class_indices(y_enc[source], len(self.classes_))]
 
         def batch_from(task_rng, n_tasks):
             tasks = sample_tasks(by_class, n_tasks, self.n_shots, self.n_ways, task_rng)
-            return make_task_batch(
-                tasks, draw_seeds(task_rng, len(tasks)), X_source, y_source, y_val
-            )
+            return make_task_batch(tasks, draw_seeds(task_rng, len(tasks)), X, y_enc, y_val)
 
         strategy = CMAStrategy(x0, self.sigma0, self.popsize, int(cma_seed), self.diagonal)
         n_workers = effective_n_jobs(self.n_jobs)

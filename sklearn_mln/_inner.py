@@ -14,6 +14,7 @@ Members are ordered candidate-major: member ``m`` is candidate ``m // n_tasks`` 
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -83,9 +84,18 @@ def make_task_batch(
     )
 
 
-def to_tensor(array: np.ndarray, device: str) -> Tensor:
-    """A tensor of ``array``; read-only arrays (joblib's memmaps) are copied first."""
-    return torch.as_tensor(np.require(array, requirements="W"), device=device)
+def to_tensor(array: np.ndarray | Tensor, device: str) -> Tensor:
+    """A tensor sharing ``array``'s memory where it can, read-only arrays included.
+
+    Read-only arrays are joblib's memmaps of the validation set: copying one per pass made
+    every worker's memory grow by its size again and again. The library never writes into
+    these tensors, so torch's warning about non-writable arrays does not apply.
+    """
+    if isinstance(array, Tensor):
+        return array.to(device)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.as_tensor(array, device=device)
 
 
 def make_module(module_factory: Callable[[], nn.Module], seed: int) -> nn.Module:
