@@ -27,8 +27,10 @@ from ._modules import population_forward
 from ._tasks import Task
 
 PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
-#: activations (floats) a population forward may hold at once when scoring; sets chunk sizes
-MEMORY_BUDGET_FLOATS = 2**25
+#: activations (floats) a population pass may hold at once; sets pass and chunk sizes.
+#: 64 MiB: a popsize 32 x 8 CNN generation on all of Fashion-MNIST then peaks under 2 GiB in
+#: all (benchmarks/results/population.md); twice that measured no faster and 0.2 GiB larger.
+MEMORY_BUDGET_FLOATS = 2**24
 
 
 @dataclass(frozen=True)
