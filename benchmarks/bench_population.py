@@ -218,9 +218,12 @@ def markdown(result: dict) -> str:
         lines.append("")
     if "memory" in result:
         m = result["memory"]
+        workers = ", ".join(f"{w / 2**30:.2f}" for w in m["worker_peak_bytes"] if w)
         lines.append(
-            f"Peak RSS, {m['setting']}: {m['total_peak_gib']:.2f} GiB "
-            f"(parent + workers, one generation in {m['seconds']:.0f} s)."
+            f"Peak RSS, {m['setting']} (library commit {m.get('commit', 'unknown')}): "
+            f"{m['total_peak_gib']:.2f} GiB, the sum of each process's peak (parent "
+            f"{m['parent_peak_bytes'] / 2**30:.2f} GiB; children {workers} GiB); one "
+            f"generation in {m['seconds']:.0f} s."
         )
     return "\n".join(lines)
 
@@ -252,7 +255,7 @@ def main(argv=None) -> int:
     output = Path(args.output)
     if args.memory_only:
         result = json.loads(output.with_suffix(".json").read_text())
-        result["memory"] = peak_rss_of_generation(32, 8)
+        result["memory"] = {**peak_rss_of_generation(32, 8), "commit": _commit()}
         _write(result, output)
         return 0
     settings = (
@@ -272,7 +275,7 @@ def main(argv=None) -> int:
         row = bench_setting(name, popsize, n_tasks, repeats, subset, n_val, *methods)
         result["settings"].append({**row, "commit": _commit()})
     if not (args.quick or args.skip_memory):
-        result["memory"] = peak_rss_of_generation(32, 8)
+        result["memory"] = {**peak_rss_of_generation(32, 8), "commit": _commit()}
     if args.merge:
         previous = json.loads(output.with_suffix(".json").read_text())
         fresh = {s["setting"]: s for s in result["settings"]}
