@@ -108,6 +108,31 @@ def _parser() -> argparse.ArgumentParser:
         help="starting point of evolution",
     )
     evolve.add_argument(
+        "--structure",
+        choices=("per_class", "joint"),
+        default="per_class",
+        help="one small net shared by every class, or one net over all classes",
+    )
+    evolve.add_argument(
+        "--inputs",
+        choices=("log_probs", "probs", "logits"),
+        default="log_probs",
+        help="what the meta-loss network sees of the prediction",
+    )
+    evolve.add_argument(
+        "--anchor",
+        choices=("cross_entropy", "none"),
+        default="cross_entropy",
+        help="relu(CE + g) (starts as exactly CE) or the free softplus(g)",
+    )
+    evolve.add_argument(
+        "--hidden-sizes",
+        type=int,
+        nargs="+",
+        default=[8],
+        help="hidden layers of the meta-loss network (default: 8)",
+    )
+    evolve.add_argument(
         "--pool-size",
         type=int,
         default=None,
@@ -299,6 +324,10 @@ def main(argv=None) -> int:
         n_generations=args.generations,
         sigma0=args.sigma0,
         init=args.init,
+        structure=args.structure,
+        inputs=args.inputs,
+        anchor=None if args.anchor == "none" else args.anchor,
+        hidden_sizes=tuple(args.hidden_sizes),
         inner_lr=args.inner_lr,
         inner_steps=args.inner_steps,
         max_time=args.max_time,
