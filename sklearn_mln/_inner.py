@@ -28,8 +28,8 @@ from ._tasks import Task
 
 PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
 #: activations (floats) a population pass may hold at once; sets pass and chunk sizes.
-#: 64 MiB: a popsize 32 x 8 CNN generation on all of Fashion-MNIST then peaks under 2 GiB in
-#: all (benchmarks/results/population.md); twice that measured no faster and 0.2 GiB larger.
+#: 64 MiB: a popsize 32 x 8 CNN generation on all of Fashion-MNIST then peaks at 2.0 GiB in
+#: all (benchmarks/results/population.md); twice the budget took as long and 0.2 GiB more.
 MEMORY_BUDGET_FLOATS = 2**24
 
 
