@@ -86,9 +86,13 @@ class _MaxPool2x2(torch.autograd.Function):
         )
 
 
+# the custom function has no vmap rule; a torch without this query always takes F.max_pool2d
+_transforms_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: True)
+
+
 def max_pool_2x2(h: Tensor) -> Tensor:
-    """``F.max_pool2d(h, 2)`` for ``(..., C, H, W)`` input; same values and gradients."""
-    if h.ndim != 4 or torch._C._are_functorch_transforms_active():  # e.g. inside vmap
+    """``F.max_pool2d(h, 2)`` for ``(N, C, H, W)`` input; same values and gradients."""
+    if h.ndim != 4 or _transforms_active():  # e.g. inside torch.func.vmap
         return F.max_pool2d(h, 2)
     return _MaxPool2x2.apply(h)
 
