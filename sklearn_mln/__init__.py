@@ -6,13 +6,12 @@ generalise well (Hai & Liu, "Evolving parametrized Loss for Image Classification
 Learning on Small Datasets").
 """
 
-__version__ = "0.1.0"
-
-from ._classifier import MLNClassifier  # noqa: E402
-from ._evolver import MLNEvolver  # noqa: E402
-from ._meta_loss import ClassicalLoss, MetaLossNetwork, load_meta_loss  # noqa: E402
-from ._modules import MLP, SmallCNN  # noqa: E402
-from .pretrained import load_pretrained  # noqa: E402
+from ._classifier import MLNClassifier
+from ._evolver import MLNEvolver
+from ._meta_loss import ClassicalLoss, MetaLossNetwork, load_meta_loss
+from ._modules import MLP, SmallCNN
+from ._version import __version__
+from .pretrained import load_pretrained
 
 __all__ = [
     "ClassicalLoss",

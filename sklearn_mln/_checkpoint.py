@@ -306,7 +306,7 @@ def save_checkpoint(path, state: EvolutionState) -> None:
     """Write ``state`` to ``path`` atomically."""
     import cma
 
-    from . import __version__
+    from ._version import __version__
 
     keys = {}
     rng = {}

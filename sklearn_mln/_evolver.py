@@ -509,7 +509,7 @@ class MLNEvolver(BaseEstimator):
         return False
 
     def _provenance(self, n_samples: int) -> dict:
-        from . import __version__
+        from ._version import __version__
 
         params = {k: v for k, v in self.get_params().items() if k not in ("module", "init")}
         params["init"] = self.init if isinstance(self.init, str) else "MetaLossNetwork"

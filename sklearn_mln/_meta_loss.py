@@ -537,7 +537,7 @@ class MetaLossNetwork(nn.Module):
         The file is a NumPy ``.npz`` archive holding the float64 weights and a JSON header;
         it is written atomically.
         """
-        from . import __version__
+        from ._version import __version__
 
         header = {
             "format": FORMAT_NAME,
