@@ -15,7 +15,7 @@ Members are ordered candidate-major: member ``m`` is candidate ``m // n_tasks`` 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -199,6 +199,8 @@ def train_population(
     lr: float,
     steps: int,
     momentum: float,
+    checkpoints: Collection[int] = (),
+    on_checkpoint: Callable[[int, dict[str, Tensor], Tensor], None] | None = None,
 ) -> tuple[dict[str, Tensor], Tensor]:
     """Full-batch SGD on ``M`` stacked classifiers at once.
 
@@ -206,13 +208,15 @@ def train_population(
     of the summed loss is each member's own gradient, and a member whose loss goes
     non-finite only poisons its own weights. The update is ``torch.optim.SGD``'s, op for op.
     Returns the trained weights and a ``(M,)`` flag of members whose loss or weights went
-    non-finite.
+    non-finite. After each step count in ``checkpoints`` (below ``steps``),
+    ``on_checkpoint(step, weights, failed)`` sees the weights so far: one run scores every
+    step count of a grid, exactly as separate runs would.
     """
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
     weights = list(params.values())
     buffers = [torch.zeros_like(w) for w in weights]
     failed = torch.zeros(y.shape[0], dtype=torch.bool, device=y.device)
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         logits = population_forward(module, params, X, shared=False)
         losses = per_sample_loss(logits, y).mean(-1)
         failed |= ~torch.isfinite(losses)
@@ -221,8 +225,16 @@ def train_population(
             torch._foreach_mul_(buffers, momentum)
             torch._foreach_add_(buffers, grads)
             torch._foreach_add_(weights, buffers, alpha=-lr)
+        if step in checkpoints and step < steps and on_checkpoint is not None:
+            on_checkpoint(step, *_trained(params, failed))
+    return _trained(params, failed)
+
+
+def _trained(params: dict[str, Tensor], failed: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    """Detached weights, and ``failed`` widened to members whose weights are not finite."""
+    failed = failed.clone()
     with torch.no_grad():
-        for w in weights:
+        for w in params.values():
             failed |= ~torch.isfinite(w.reshape(len(failed), -1)).all(1)
     return {k: v.detach() for k, v in params.items()}, failed
 
@@ -287,6 +299,25 @@ def score_population(
     ``per_sample_loss(logits (M, n, C), y (M, n)) -> (M, n)`` applies candidate
     ``m // n_tasks``'s loss to member ``m``.
     """
+    scores = score_population_at_steps(
+        per_sample_loss, n_candidates, config, batch, X_val, [config.steps]
+    )
+    return scores[config.steps]
+
+
+def score_population_at_steps(
+    per_sample_loss: PerSampleLoss,
+    n_candidates: int,
+    config: InnerConfig,
+    batch: TaskBatch,
+    X_val: np.ndarray,
+    steps: Sequence[int],
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """:func:`score_population` after each number of SGD steps in ``steps``, from one run.
+
+    ``config.steps`` is ignored: the members train for ``max(steps)`` steps and are scored
+    on the way, with the results separate runs of each length would give.
+    """
     n_tasks = batch.n_tasks
     n_members = n_candidates * n_tasks
     module, init = init_population(config.module_factory, batch.init_seeds, config.device)
@@ -294,31 +325,41 @@ def score_population(
     X = to_tensor(batch.X_train, config.device)
     X = X.repeat(n_candidates, *([1] * (X.ndim - 1)))
     y = to_tensor(batch.y_train, config.device).repeat(n_candidates, 1)
-    params, failed = train_population(
+    X_val_t = to_tensor(X_val, config.device).float()
+    y_val = to_tensor(batch.y_val, config.device)
+    floats_per_sample = activation_floats(module, params, X_val_t)
+    scores: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def score(step: int, trained: dict[str, Tensor], failed: Tensor) -> None:
+        pred = _predict_chunked(
+            lambda xb: population_forward(module, trained, xb, shared=True),
+            X_val_t,
+            n_members,
+            floats_per_sample,
+        )
+        acc = np.zeros(n_members)
+        failed_np = failed.cpu().numpy().copy()
+        for m in range(n_members):
+            acc[m], collapsed = _accuracy(pred[m], y_val[m % n_tasks])
+            failed_np[m] |= collapsed or not np.isfinite(acc[m])
+        shape = (n_candidates, n_tasks)
+        scores[step] = acc.reshape(shape), failed_np.reshape(shape)
+
+    last = max(int(s) for s in steps)
+    trained, failed = train_population(
         module,
         params,
         X,
         y,
         per_sample_loss,
         lr=config.lr,
-        steps=config.steps,
+        steps=last,
         momentum=config.momentum,
+        checkpoints={int(s) for s in steps},
+        on_checkpoint=score,
     )
-    X_val_t = to_tensor(X_val, config.device).float()
-    pred = _predict_chunked(
-        lambda xb: population_forward(module, params, xb, shared=True),
-        X_val_t,
-        n_members,
-        activation_floats(module, params, X_val_t),
-    )
-    acc = np.zeros(n_members)
-    failed_np = failed.cpu().numpy().copy()
-    y_val = to_tensor(batch.y_val, config.device)
-    for m in range(n_members):
-        acc[m], collapsed = _accuracy(pred[m], y_val[m % n_tasks])
-        failed_np[m] |= collapsed or not np.isfinite(acc[m])
-    acc, failed_np = acc.reshape(n_candidates, n_tasks), failed_np.reshape(n_candidates, n_tasks)
-    return acc, failed_np
+    score(last, trained, failed)
+    return {int(s): scores[int(s)] for s in steps}
 
 
 def mln_population_loss(thetas: np.ndarray, spec: MetaLossSpec, n_tasks: int, device="cpu"):
