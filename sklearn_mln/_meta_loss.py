@@ -329,11 +329,18 @@ def _focal(logits: Tensor, y: Tensor, gamma: float = 2.0) -> Tensor:
     return -((1.0 - log_pt.exp()) ** gamma) * log_pt
 
 
+def _poly1(logits: Tensor, y: Tensor, epsilon: float = 1.0) -> Tensor:
+    # Poly-1 (Leng et al., 2022): cross-entropy plus epsilon (1 - p_true)
+    log_pt = F.log_softmax(logits, -1).gather(-1, _expand_labels(y, logits)).squeeze(-1)
+    return -log_pt + epsilon * (1.0 - log_pt.exp())
+
+
 CLASSICAL_LOSSES: dict[str, tuple[Callable[..., Tensor], dict]] = {
     "cross_entropy": (_cross_entropy, {}),
     "mse": (_mse, {}),
     "label_smoothing": (_label_smoothing, {"smoothing": 0.1}),
     "focal": (_focal, {"gamma": 2.0}),
+    "poly1": (_poly1, {"epsilon": 1.0}),
 }
 
 
@@ -342,10 +349,12 @@ class ClassicalLoss(nn.Module):
 
     Parameters
     ----------
-    name : {"cross_entropy", "mse", "label_smoothing", "focal"}
-        ``"mse"`` compares the softmax with the one-hot label (as in the paper).
+    name : {"cross_entropy", "mse", "label_smoothing", "focal", "poly1"}
+        ``"mse"`` compares the softmax with the one-hot label (as in the paper);
+        ``"poly1"`` is cross-entropy plus ``epsilon * (1 - p_true)`` (Poly-1).
     **params
-        ``smoothing`` (label smoothing, default 0.1) or ``gamma`` (focal, default 2).
+        ``smoothing`` (label smoothing, default 0.1), ``gamma`` (focal, default 2) or
+        ``epsilon`` (Poly-1, default 1).
 
     Examples
     --------
