@@ -4,6 +4,8 @@
   :class:`~sklearn_mln.MLNEvolver`, with the CMA-ES step size on a twin axis.
 - :func:`plot_loss_shape`: a loss and its derivative as a function of the predicted
   probability of the true class, beside classical losses.
+- :func:`plot_benchmark`: test accuracy against training images per class, one panel per
+  architecture, from a :func:`sklearn_mln.benchmark.small_data_benchmark` result.
 
 matplotlib is an optional dependency (``pip install sklearn-mln[plot]``); it is only
 imported when a function here is called.
@@ -16,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-__all__ = ["loss_curve", "plot_evolution", "plot_loss_shape"]
+__all__ = ["loss_curve", "plot_benchmark", "plot_evolution", "plot_loss_shape"]
 
 _MISSING_MATPLOTLIB = (
     "sklearn_mln.plotting needs matplotlib, which is not installed; "
@@ -318,3 +320,48 @@ def plot_loss_shape(
     _set_ylim(axes[1], cap=(-10.0, 20.0))
     axes[0].legend(fontsize="small")
     return axes
+
+
+def plot_benchmark(result: dict):
+    """Mean test accuracy (95 % CI of the mean) against k, one panel per architecture.
+
+    Parameters
+    ----------
+    result : dict
+        What :func:`sklearn_mln.benchmark.small_data_benchmark` returns (or its
+        ``results.json``).
+
+    Returns
+    -------
+    fig : matplotlib.figure.Figure
+        A figure outside pyplot's state (no global figure is created).
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ImportError(_MISSING_MATPLOTLIB) from exc
+
+    architectures = list(result["settings"]["architectures"])
+    names = [*result["settings"]["baselines"], *result["settings"]["losses"]]
+    fig = Figure(figsize=(4.5 * len(architectures), 3.8), layout="constrained")
+    axes = fig.subplots(1, len(architectures), squeeze=False)[0]
+    for ax, arch in zip(axes, architectures):
+        entries = sorted(
+            (e for e in result["results"] if e["architecture"] == arch), key=lambda e: e["k"]
+        )
+        ks = [e["k"] for e in entries]
+        for name in names:
+            acc = [np.asarray(e["losses"][name]["test_accuracy"]) for e in entries]
+            means = [a.mean() for a in acc]
+            ci = [1.96 * a.std(ddof=1) / np.sqrt(len(a)) if len(a) > 1 else 0.0 for a in acc]
+            ax.errorbar(ks, means, yerr=ci, marker="o", capsize=3, label=name)
+        ax.set_xscale("log")
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.minorticks_off()
+        ax.set_title(arch)
+        ax.set_xlabel("training images per class (k)")
+        ax.set_ylabel("test accuracy")
+        ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize="small")
+    fig.suptitle("mean test accuracy, 95 % CI of the mean (each loss tuned on its own terms)")
+    return fig

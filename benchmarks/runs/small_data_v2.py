@@ -1,0 +1,37 @@
+"""Benchmark v2 on Fashion-MNIST: the default CNN and MLP at k = 1 .. 50.
+
+Every classical loss tuned over its own hyperparameters, lr and steps on 20 train-split
+tasks; 100 paired test-split tasks per row. Learned losses: the shipped per-class loss and
+the joint loss of evolution config B, each with its linear and network parts
+(``benchmarks/ablations/loss_parts.py``). Writes ``benchmarks/results/small_data_v2/``.
+
+    python benchmarks/runs/small_data_v2.py [architecture ...]
+"""
+
+import sys
+
+from sklearn_mln.benchmark import run_benchmark
+
+ABLATIONS = "benchmarks/results/ablations"
+LOSSES = [
+    "fashion-mnist",
+    f"fashion-mnist-linear={ABLATIONS}/fashion-mnist-linear.mln",
+    f"fashion-mnist-network={ABLATIONS}/fashion-mnist-network.mln",
+    "joint-B=benchmarks/results/evolution/fmnist-cnn-ls-joint-B.mln",
+    f"joint-B-linear={ABLATIONS}/joint-B-linear.mln",
+    f"joint-B-network={ABLATIONS}/joint-B-network.mln",
+]
+
+if __name__ == "__main__":
+    architectures = sys.argv[1:] or ["cnn", "mlp"]
+    run_benchmark(
+        "fashion-mnist",
+        losses=LOSSES,
+        architectures=architectures,
+        ks=(1, 5, 10, 20, 50),
+        n_tasks=100,
+        n_tuning_tasks=20,
+        output=f"benchmarks/results/small_data_v2_{'_'.join(architectures)}",
+        threads=2,
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )

@@ -1,0 +1,760 @@
+"""The small-data benchmark: losses compared on few-shot tasks, each tuned on its own terms.
+
+Does a learned loss give something a classical loss with tuned settings does not? The
+protocol answers with a paired design:
+
+* For each ``k`` (training images per class), *tuning* tasks are drawn from the training
+  pool (each classifier scored on the rest of the pool) and *test* tasks from the test
+  split (scored on the rest of the test split). Both sets, and the classifiers' initial
+  weights, are shared by every loss and architecture.
+* Every classical loss is tuned over its **own** hyperparameters (:data:`CLASSICAL_GRIDS`:
+  label smoothing over ``smoothing``, Poly-1 over ``epsilon``, focal over ``gamma``) and
+  over the SGD learning rate and number of steps; every learned loss gets the same lr and
+  steps grid. The lr grid is extended (by the grid's own ratio) while a loss's pick lies on
+  its edge, up to ``max_lr_extensions`` times; a pick still on an edge is reported so.
+* The tuned point of each loss is frozen and run on the test tasks, which tuning never
+  sees. The baseline of a row is the classical loss with the best *tuning* score (picking
+  by test accuracy would let the test data choose, and the largest of several noisy means
+  is biased upwards).
+* Reported per (architecture, k): mean test accuracy, the paired difference to the
+  baseline with a 95 % confidence interval, wins / ties / losses, a Wilcoxon signed-rank
+  p-value, and the search cost: each loss's share of the tuning wall time (its members'
+  share of the batched passes) and, for an evolved loss, its recorded evolution time.
+
+Every (loss, hyperparameter) setting of one learning rate trains in one population pass
+(:func:`~sklearn_mln._inner.score_population_at_steps`), and one run scores every step
+count of the grid, so tuning many settings costs little more than tuning a few.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ._archive import atomic_write_bytes
+from ._inner import (
+    InnerConfig,
+    TaskBatch,
+    make_task_batch,
+    members_per_pass,
+    score_population_at_steps,
+)
+from ._meta_loss import CLASSICAL_LOSSES, ClassicalLoss
+from ._modules import MLP, SmallCNN
+from ._provenance import provenance, provenance_lines
+from ._tasks import class_indices, draw_seeds, sample_tasks
+
+__all__ = [
+    "ARCHITECTURES",
+    "CLASSICAL_GRIDS",
+    "benchmark_markdown",
+    "paired_accuracies",
+    "small_data_benchmark",
+    "summarize",
+    "write_benchmark_report",
+]
+
+#: each classical loss's own hyperparameter and the values the benchmark tunes it over
+CLASSICAL_GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
+    "cross_entropy": {},
+    "mse": {},
+    "label_smoothing": {"smoothing": (0.05, 0.1, 0.2, 0.5, 0.8, 0.9, 0.95)},
+    "poly1": {"epsilon": (-1.0, 1.0, 2.0, 4.0)},
+    "focal": {"gamma": (0.5, 1.0, 2.0, 3.0)},
+}
+
+#: name -> (description, constructor keyword arguments); the CNNs need images (n, c, h, w)
+ARCHITECTURES: dict[str, tuple[str, dict]] = {
+    "cnn": ("SmallCNN, channels (8, 16): the default classifier evolution trains", {}),
+    "mlp": ("MLP, one hidden layer of 64: the default for flat data", {"hidden_sizes": (64,)}),
+    "cnn-wide": (
+        "SmallCNN, channels (16, 32): never seen by evolution (transfer)",
+        {"channels": (16, 32)},
+    ),
+    "mlp2": ("MLP, hidden layers (128, 64): never seen by evolution", {"hidden_sizes": (128, 64)}),
+}
+
+
+def architecture_factory(
+    name: str, sample_shape: tuple[int, ...], n_classes: int
+) -> Callable[[], nn.Module]:
+    """A picklable zero-argument factory of benchmark architecture ``name``."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {name!r}; choose from {sorted(ARCHITECTURES)}.")
+    kwargs = ARCHITECTURES[name][1]
+    if name.startswith("cnn"):
+        if len(sample_shape) != 3:
+            raise ValueError(f"Architecture {name!r} needs images (c, h, w), got {sample_shape}.")
+        return partial(SmallCNN, sample_shape[0], n_classes, sample_shape[1:], **kwargs)
+    return partial(MLP, int(np.prod(sample_shape)), n_classes, **kwargs)
+
+
+# ----------------------------------------------------------------------------- scoring settings
+@dataclass(frozen=True)
+class Setting:
+    """One point of a tuning grid: a loss (family and hyperparameters) and SGD settings."""
+
+    loss: str
+    params: tuple[tuple[str, float], ...]
+    lr: float
+    steps: int
+
+    def record(self) -> dict:
+        return {"params": dict(self.params), "lr": self.lr, "steps": self.steps}
+
+
+@dataclass
+class _Scores:
+    """Accuracy and failure flags per setting, and the wall time charged to each loss."""
+
+    accuracy: dict[Setting, np.ndarray] = field(default_factory=dict)
+    failed: dict[Setting, np.ndarray] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _stacked_per_sample(losses: Sequence[nn.Module], n_tasks: int):
+    """Loss ``i`` applied to members ``i * n_tasks .. (i + 1) * n_tasks - 1``."""
+
+    def per_sample(logits: Tensor, y: Tensor) -> Tensor:
+        return torch.cat(
+            [
+                loss.per_sample(
+                    logits[i * n_tasks : (i + 1) * n_tasks], y[i * n_tasks : (i + 1) * n_tasks]
+                )
+                for i, loss in enumerate(losses)
+            ]
+        )
+
+    return per_sample
+
+
+def _subset(batch: TaskBatch, index: slice) -> TaskBatch:
+    return TaskBatch(
+        batch.X_train[index], batch.y_train[index], batch.y_val[index], batch.init_seeds[index]
+    )
+
+
+def score_settings(
+    settings: Sequence[Setting],
+    modules: Mapping[tuple, nn.Module],
+    module_factory: Callable[[], nn.Module],
+    batch: TaskBatch,
+    X_val: np.ndarray,
+    *,
+    momentum: float = 0.9,
+    device: str = "cpu",
+    scores: _Scores | None = None,
+) -> _Scores:
+    """Accuracy ``(n_tasks,)`` of every setting on every task of ``batch``.
+
+    ``modules[(loss, params)]`` is the loss of a setting. Settings of one learning rate
+    train together, in passes that keep the autograd graph inside the inner loop's memory
+    budget; each pass trains to its largest step count and scores the smaller ones on the
+    way. Wall time is charged to each loss by its share of a pass's members.
+    """
+    scores = scores if scores is not None else _Scores()
+    n_tasks = batch.n_tasks
+    by_lr: dict[float, dict[tuple, list[int]]] = {}
+    for s in settings:
+        by_lr.setdefault(s.lr, {}).setdefault((s.loss, s.params), []).append(s.steps)
+    with torch.random.fork_rng(devices=[]):
+        for lr, by_loss in sorted(by_lr.items()):
+            config = InnerConfig(module_factory, lr=float(lr), momentum=momentum, device=device)
+            capacity = members_per_pass(config, batch)
+            keys = list(by_loss)
+            losses_per_pass = max(1, capacity // n_tasks)
+            tasks_per_pass = min(n_tasks, capacity)
+            for start in range(0, len(keys), losses_per_pass):
+                group = keys[start : start + losses_per_pass]
+                steps = sorted({st for key in group for st in by_loss[key]})
+                for t0 in range(0, n_tasks, tasks_per_pass):
+                    part = _subset(batch, slice(t0, t0 + tasks_per_pass))
+                    tick = time.perf_counter()
+                    result = score_population_at_steps(
+                        _stacked_per_sample([modules[k] for k in group], part.n_tasks),
+                        len(group),
+                        config,
+                        part,
+                        X_val,
+                        steps,
+                    )
+                    seconds = time.perf_counter() - tick
+                    for i, (name, params) in enumerate(group):
+                        scores.seconds[name] = scores.seconds.get(name, 0.0) + seconds / len(group)
+                        for st in by_loss[(name, params)]:
+                            setting = Setting(name, params, float(lr), int(st))
+                            acc, fail = result[st][0][i], result[st][1][i]
+                            scores.accuracy[setting] = np.concatenate(
+                                [scores.accuracy.get(setting, np.empty(0)), acc]
+                            )
+                            scores.failed[setting] = np.concatenate(
+                                [scores.failed.get(setting, np.empty(0, dtype=bool)), fail]
+                            )
+    return scores
+
+
+# ----------------------------------------------------------------------------- tuning
+def _param_grid(grid: Mapping[str, Sequence[float]]) -> list[tuple[tuple[str, float], ...]]:
+    points: list[tuple[tuple[str, float], ...]] = [()]
+    for name, values in grid.items():
+        points = [(*p, (name, float(v))) for p in points for v in values]
+    return points
+
+
+def _extend(grid_lr: list[float], upward: bool) -> float:
+    ratio = grid_lr[-1] / grid_lr[-2] if len(grid_lr) > 1 else 3.0
+    return grid_lr[-1] * ratio if upward else grid_lr[0] / ratio
+
+
+def tune(
+    families: Mapping[str, Mapping[str, Sequence[float]]],
+    modules: Mapping[tuple, nn.Module],
+    module_factory: Callable[[], nn.Module],
+    batch: TaskBatch,
+    X_val: np.ndarray,
+    *,
+    grid_lr: Sequence[float],
+    grid_steps: Sequence[int],
+    max_lr_extensions: int = 3,
+    momentum: float = 0.9,
+    device: str = "cpu",
+) -> tuple[dict[str, dict], _Scores]:
+    """The best setting of every loss family, by mean accuracy on the tuning tasks.
+
+    ``families[name]`` is the loss's own hyperparameter grid (empty for none). Ties go to
+    the earlier setting: smaller hyperparameter, then smaller lr, then fewer steps.
+    Returns ``{name: {"setting", "score", "at_edge", "lr_grid"}}`` and all the scores.
+    """
+    grids = {name: sorted(float(v) for v in grid_lr) for name in families}
+    points = {name: _param_grid(grid) for name, grid in families.items()}
+    settings = [
+        Setting(name, p, lr, int(st))
+        for name in families
+        for p in points[name]
+        for lr in grids[name]
+        for st in sorted(grid_steps)
+    ]
+    scores = score_settings(
+        settings, modules, module_factory, batch, X_val, momentum=momentum, device=device
+    )
+    for _ in range(max_lr_extensions):
+        extensions = []
+        for name in families:
+            best = _best(scores, name, points[name], grids[name], grid_steps)
+            if len(grids[name]) > 1 and best.lr in (grids[name][0], grids[name][-1]):
+                new_lr = _extend(grids[name], upward=best.lr == grids[name][-1])
+                grids[name] = sorted([*grids[name], new_lr])
+                extensions += [
+                    Setting(name, p, new_lr, int(st)) for p in points[name] for st in grid_steps
+                ]
+        if not extensions:
+            break
+        score_settings(
+            extensions, modules, module_factory, batch, X_val, momentum=momentum,
+            device=device, scores=scores,
+        )  # fmt: skip
+    picks = {}
+    for name, grid in families.items():
+        best = _best(scores, name, points[name], grids[name], grid_steps)
+        edges = []
+        if len(grids[name]) > 1 and best.lr in (grids[name][0], grids[name][-1]):
+            edges.append("lr")
+        if len(grid_steps) > 1 and best.steps in (min(grid_steps), max(grid_steps)):
+            edges.append("steps")
+        for key, value in best.params:
+            values = sorted(grid[key])
+            if len(values) > 1 and value in (values[0], values[-1]):
+                edges.append(key)
+        picks[name] = {
+            "setting": best,
+            "score": float(scores.accuracy[best].mean()),
+            "at_edge": edges,
+            "lr_grid": grids[name],
+        }
+    return picks, scores
+
+
+def _best(scores: _Scores, name, points, lrs, steps) -> Setting:
+    candidates = [
+        Setting(name, p, lr, int(st)) for p in points for lr in lrs for st in sorted(steps)
+    ]
+    means = [scores.accuracy[s].mean() for s in candidates]
+    return candidates[int(np.argmax(means))]  # first maximum: ties go to the earlier point
+
+
+# ----------------------------------------------------------------------------- statistics
+def summarize(accuracies: Mapping[str, np.ndarray], baseline: str) -> list[dict]:
+    """Per loss: mean, sd, and the paired difference to ``baseline`` with a 95 % CI,
+    wins / ties / losses and a two-sided Wilcoxon signed-rank p-value."""
+    ref = accuracies[baseline]
+    rows = []
+    for name, acc in accuracies.items():
+        diff = acc - ref
+        n = len(diff)
+        se = diff.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
+        rows.append(
+            {
+                "loss": name,
+                "mean": float(acc.mean()),
+                "sd": float(acc.std(ddof=1)) if n > 1 else float("nan"),
+                "delta": float(diff.mean()),
+                "ci95": float(1.96 * se),
+                "wins": int((diff > 0).sum()),
+                "ties": int((diff == 0).sum()),
+                "losses": int((diff < 0).sum()),
+                "p_wilcoxon": _wilcoxon(diff),
+            }
+        )
+    return rows
+
+
+def _wilcoxon(diff: np.ndarray) -> float:
+    if not np.any(diff != 0):
+        return 1.0
+    try:
+        from scipy.stats import wilcoxon
+    except ImportError:  # scipy is optional; the table shows "nan"
+        return float("nan")
+    return float(wilcoxon(diff).pvalue)
+
+
+def paired_accuracies(
+    losses: Mapping[str, nn.Module],
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    module_factory: Callable[[], nn.Module],
+    lr: float,
+    steps: int,
+    n_shots: int,
+    n_tasks: int,
+    random_state: int,
+    momentum: float = 0.9,
+) -> dict[str, np.ndarray]:
+    """Accuracy on ``n_tasks`` shared tasks for each loss at one SGD setting.
+
+    ``y`` is encoded ``0 .. C-1``; each classifier is scored on the rest of ``X``.
+    """
+    batch = _shared_tasks(X, y, n_shots, n_tasks, np.random.RandomState(random_state))
+    settings = [Setting(name, (), float(lr), int(steps)) for name in losses]
+    modules = {(name, ()): loss for name, loss in losses.items()}
+    scores = score_settings(settings, modules, module_factory, batch, X, momentum=momentum)
+    return {s.loss: scores.accuracy[s] for s in settings}
+
+
+# ----------------------------------------------------------------------------- the benchmark
+def _rng(seed: int, purpose: int, k: int) -> np.random.RandomState:
+    """An independent generator per (seed, purpose, k): tuning never shares the test stream."""
+    return np.random.RandomState(np.random.SeedSequence([seed, purpose, k]).generate_state(4))
+
+
+def _shared_tasks(X: np.ndarray, y: np.ndarray, k: int, n_tasks: int, rng) -> TaskBatch:
+    tasks = sample_tasks(class_indices(y, int(y.max()) + 1), n_tasks, k, None, rng)
+    return make_task_batch(tasks, draw_seeds(rng, n_tasks), X, y, y, val_is_source=True)
+
+
+def _check_inputs(y_pool, y_test, ks, baselines, losses) -> None:
+    unknown = sorted(set(baselines) - set(CLASSICAL_GRIDS))
+    if unknown:
+        raise ValueError(f"Unknown baselines {unknown}; choose from {list(CLASSICAL_GRIDS)}.")
+    if not baselines:
+        raise ValueError("The benchmark needs at least one classical loss as a baseline.")
+    clash = sorted(set(losses) & set(CLASSICAL_LOSSES))
+    if clash:
+        raise ValueError(f"Loss names {clash} are taken by classical losses; rename them.")
+    n_classes = int(max(y_pool.max(), y_test.max())) + 1
+    for split, y in (("pool", y_pool), ("test split", y_test)):
+        smallest = int(np.bincount(y, minlength=n_classes).min())
+        if max(ks) >= smallest:
+            raise ValueError(
+                f"k={max(ks)} needs more than {max(ks)} images of every class in the {split}; "
+                f"its smallest class has {smallest}."
+            )
+
+
+def small_data_benchmark(
+    X_pool: np.ndarray,
+    y_pool: np.ndarray,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    losses: Mapping[str, nn.Module] | None = None,
+    *,
+    baselines: Sequence[str] = tuple(CLASSICAL_GRIDS),
+    architectures: Sequence[str] = ("cnn", "mlp"),
+    ks: Sequence[int] = (1, 5, 10, 20, 50),
+    n_tasks: int = 100,
+    n_tuning_tasks: int = 20,
+    grid_lr: Sequence[float] = (0.01, 0.03, 0.1, 0.3),
+    grid_steps: Sequence[int] = (50, 100, 200),
+    max_lr_extensions: int = 3,
+    momentum: float = 0.9,
+    random_state: int = 0,
+    device: str = "cpu",
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Compare losses on small-data tasks: tuned on the pool, tested on fresh test tasks.
+
+    Parameters
+    ----------
+    X_pool, y_pool : ndarray
+        Training split: tuning tasks and the images they are scored on. Labels ``0 .. C-1``.
+    X_test, y_test : ndarray
+        Test split: test tasks and the images they are scored on.
+    losses : mapping of str to loss module, optional
+        Learned (or any other) losses, tuned over lr and steps only.
+    baselines : sequence of str
+        Classical losses of :data:`CLASSICAL_GRIDS`, each tuned over its own
+        hyperparameters as well.
+    architectures : sequence of str
+        Keys of :data:`ARCHITECTURES`.
+    ks : sequence of int
+        Training images per class.
+    n_tasks : int
+        Paired test tasks per k.
+    n_tuning_tasks : int
+        Tuning tasks per k, from the pool.
+    grid_lr : sequence of float
+        Starting lr grid (SGD, full batch), extended while a pick lies on its edge.
+    grid_steps : sequence of int
+        SGD steps.
+    max_lr_extensions : int
+        How many times a loss's lr grid may be extended.
+    momentum : float
+        SGD momentum.
+    random_state : int
+        Seeds the tuning and test tasks and the classifiers' initial weights.
+    device : str
+        Torch device of the inner loop.
+    log : callable, optional
+        Receives one progress line per (architecture, k, loss).
+
+    Returns
+    -------
+    result : dict
+        JSON-serialisable: ``settings``, ``results`` (one entry per (architecture, k)) and
+        ``provenance`` (commit, versions, command, cores, wall time).
+    """
+    started = time.perf_counter()
+    losses = dict(losses or {})
+    _check_inputs(y_pool, y_test, ks, baselines, losses)
+    families = {name: CLASSICAL_GRIDS[name] for name in baselines} | dict.fromkeys(losses, {})
+    modules = {
+        (name, p): ClassicalLoss(name, **dict(p))
+        for name in baselines
+        for p in _param_grid(CLASSICAL_GRIDS[name])
+    } | {(name, ()): loss for name, loss in losses.items()}
+    n_classes = int(max(y_pool.max(), y_test.max())) + 1
+    factories = {a: architecture_factory(a, X_pool.shape[1:], n_classes) for a in architectures}
+    results = []
+    for k in ks:
+        tuning = _shared_tasks(X_pool, y_pool, k, n_tuning_tasks, _rng(random_state, 0, k))
+        test = _shared_tasks(X_test, y_test, k, n_tasks, _rng(random_state, 1, k))
+        for arch in architectures:
+            picks, tuning_scores = tune(
+                families, modules, factories[arch], tuning, X_pool, grid_lr=grid_lr,
+                grid_steps=grid_steps, max_lr_extensions=max_lr_extensions,
+                momentum=momentum, device=device,
+            )  # fmt: skip
+            chosen = [pick["setting"] for pick in picks.values()]
+            test_scores = score_settings(
+                chosen, modules, factories[arch], test, X_test, momentum=momentum, device=device
+            )
+            entry = _entry(arch, k, picks, tuning_scores, test_scores, baselines, losses)
+            results.append(entry)
+            if log is not None:
+                for name in families:
+                    log(_progress_line(arch, k, name, entry["losses"][name]))
+    return {
+        "settings": {
+            "architectures": {a: ARCHITECTURES[a][0] for a in architectures},
+            "baselines": {name: CLASSICAL_GRIDS[name] for name in baselines},
+            "losses": {name: repr(loss) for name, loss in losses.items()},
+            "ks": [int(k) for k in ks],
+            "n_tasks": int(n_tasks),
+            "n_tuning_tasks": int(n_tuning_tasks),
+            "grid_lr": sorted(float(v) for v in grid_lr),
+            "grid_steps": sorted(int(v) for v in grid_steps),
+            "max_lr_extensions": int(max_lr_extensions),
+            "momentum": float(momentum),
+            "random_state": int(random_state),
+            "n_pool": int(len(y_pool)),
+            "n_test": int(len(y_test)),
+            "baseline_rule": "the classical loss with the best tuning (meta-train) score",
+        },
+        "results": results,
+        "provenance": provenance(
+            seed=int(random_state), started=started, threads=torch.get_num_threads()
+        ),
+    }
+
+
+def _entry(arch, k, picks, tuning_scores, test_scores, baselines, losses) -> dict:
+    records = {}
+    for name, pick in picks.items():
+        setting = pick["setting"]
+        grid = [
+            {
+                **s.record(),
+                "score": float(acc.mean()),
+                "n_failed": int(tuning_scores.failed[s].sum()),
+            }
+            for s, acc in tuning_scores.accuracy.items()
+            if s.loss == name
+        ]
+        evolution = getattr(losses.get(name), "metadata", {}).get("evolution_seconds")
+        records[name] = {
+            **setting.record(),
+            "kind": "classical" if name in baselines else "learned",
+            "tuning_score": pick["score"],
+            "at_grid_edge": pick["at_edge"],
+            "lr_grid": pick["lr_grid"],
+            "tuning_grid": grid,
+            "test_accuracy": test_scores.accuracy[setting].tolist(),
+            "test_failed": int(test_scores.failed[setting].sum()),
+            "seconds": {
+                "tuning": tuning_scores.seconds[name],
+                "test": test_scores.seconds[name],
+                "evolution": evolution,
+            },
+        }
+    baseline = max(baselines, key=lambda n: records[n]["tuning_score"])  # first wins ties
+    accuracies = {n: np.asarray(r["test_accuracy"]) for n, r in records.items()}
+    for row in summarize(accuracies, baseline):
+        records[row["loss"]]["summary"] = row
+    return {"architecture": arch, "k": int(k), "baseline": baseline, "losses": records}
+
+
+def _describe(record: dict) -> str:
+    params = ", ".join(f"{k} {v:g}" for k, v in record["params"].items())
+    return (params + ", " if params else "") + f"lr {record['lr']:g}, {record['steps']} steps"
+
+
+def _progress_line(arch: str, k: int, name: str, record: dict) -> str:
+    acc = np.asarray(record["test_accuracy"])
+    edge = f" (at grid edge: {', '.join(record['at_grid_edge'])})" if record["at_grid_edge"] else ""
+    seconds = record["seconds"]
+    return (
+        f"[{arch} k={k}] {name}: {_describe(record)}{edge}, tuning {record['tuning_score']:.4f} "
+        f"({seconds['tuning']:.1f} s); test {acc.mean():.4f} over {len(acc)} tasks, "
+        f"{record['test_failed']} failed ({seconds['test']:.1f} s)"
+    )
+
+
+# ----------------------------------------------------------------------------- reports
+def _cost(record: dict) -> str:
+    seconds = record["seconds"]
+    text = f"{seconds['tuning']:.0f} s"
+    if seconds.get("evolution"):
+        text += f" + {seconds['evolution'] / 60:.0f} min evolution"
+    return text
+
+
+def format_table(entry: dict) -> str:
+    """The markdown table of one (architecture, k) entry of :func:`small_data_benchmark`."""
+    baseline = entry["baseline"]
+    lines = [
+        f"| loss | tuned setting | tuning acc | search cost | test acc (mean ± sd) | "
+        f"Δ vs {baseline}, pt (95 % CI) | wins/ties/losses | p |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, record in entry["losses"].items():
+        r = record["summary"]
+        setting = _describe(record)
+        if record["at_grid_edge"]:
+            setting += f" (edge: {', '.join(record['at_grid_edge'])})"
+        if name == baseline:
+            delta = wtl = p = "–"
+        else:
+            delta = f"{100 * r['delta']:+.2f} ± {100 * r['ci95']:.2f}"
+            wtl = f"{r['wins']}/{r['ties']}/{r['losses']}"
+            p = f"{r['p_wilcoxon']:.2g}"
+        lines.append(
+            f"| {name} | {setting} | {record['tuning_score']:.4f} | {_cost(record)} | "
+            f"{r['mean']:.4f} ± {r['sd']:.4f} | {delta} | {wtl} | {p} |"
+        )
+    return "\n".join(lines)
+
+
+def summary_table(result: dict) -> str:
+    """One row per (architecture, k): the tuned best classical loss and every other loss's Δ."""
+    learned = list(result["settings"]["losses"])
+    head = "".join(f" {name}: Δ pt (p) |" for name in learned)
+    lines = [
+        f"| architecture | k | best tuned classical loss (test acc) |{head}",
+        "|---|---|---|" + "---|" * len(learned),
+    ]
+    for entry in result["results"]:
+        base = entry["losses"][entry["baseline"]]
+        cells = ""
+        for name in learned:
+            r = entry["losses"][name]["summary"]
+            cells += f" {100 * r['delta']:+.2f} ± {100 * r['ci95']:.2f} ({r['p_wilcoxon']:.2g}) |"
+        lines.append(
+            f"| {entry['architecture']} | {entry['k']} | {entry['baseline']}: {_describe(base)} "
+            f"({base['summary']['mean']:.4f}) |{cells}"
+        )
+    return "\n".join(lines)
+
+
+def benchmark_markdown(result: dict) -> str:
+    """The report of :func:`small_data_benchmark`: provenance, summary, one table per row."""
+    s = result["settings"]
+    grids = "; ".join(
+        f"{name} over " + (", ".join(f"{k} ∈ {list(v)}" for k, v in grid.items()) or "nothing")
+        for name, grid in s["baselines"].items()
+    )
+    lines = [
+        "# Small-data benchmark",
+        "",
+        *provenance_lines(result["provenance"]),
+        "",
+        f"{s['n_tasks']} paired test tasks per k from the test split ({s['n_test']} images; "
+        f"accuracy on the rest of it). Tuned per (loss, architecture, k) on "
+        f"{s['n_tuning_tasks']} tasks from the training pool ({s['n_pool']} images), then "
+        f"frozen: lr from {s['grid_lr']} (extended up to {s['max_lr_extensions']} times while "
+        f"the pick is on an edge) × steps ∈ {s['grid_steps']}, and each classical loss over "
+        f"its own hyperparameters ({grids}). Learned losses get the same lr and steps grid. "
+        f"Baseline: {s['baseline_rule']}. Search cost: the loss's share of the tuning wall "
+        "time, plus its evolution time where recorded. Δ in accuracy points.",
+        "",
+        "## Summary",
+        "",
+        summary_table(result),
+        "",
+    ]
+    for entry in result["results"]:
+        lines += [
+            f"## {entry['architecture']}, k = {entry['k']} "
+            f"({s['architectures'][entry['architecture']]})",
+            "",
+            format_table(entry),
+            "",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_benchmark_report(result: dict, output) -> dict[str, Path]:
+    """Write ``results.json``, ``results.md`` and ``accuracy_vs_k.png`` into ``output``.
+
+    Each file is written atomically; nothing else is touched. The figure needs matplotlib
+    and is skipped without it.
+    """
+    output = Path(output)
+    paths = {"json": output / "results.json", "markdown": output / "results.md"}
+    atomic_write_bytes(paths["json"], (json.dumps(result, indent=1) + "\n").encode())
+    atomic_write_bytes(paths["markdown"], benchmark_markdown(result).encode())
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return paths
+    from .plotting import plot_benchmark
+
+    buffer = io.BytesIO()
+    plot_benchmark(result).savefig(buffer, format="png", dpi=110)
+    paths["plot"] = output / "accuracy_vs_k.png"
+    atomic_write_bytes(paths["plot"], buffer.getvalue())
+    return paths
+
+
+def run_benchmark(
+    dataset: str = "fashion-mnist",
+    *,
+    data_home=None,
+    pool_size: int | None = 4000,
+    test_size: int | None = 3000,
+    losses: Sequence[str] = (),
+    output=None,
+    threads: int | None = None,
+    log: Callable[[str], None] | None = None,
+    **options,
+) -> dict:
+    """Load a data set's splits, run :func:`small_data_benchmark`, write its report.
+
+    Parameters
+    ----------
+    dataset : {"fashion-mnist", "digits", "cifar10"}
+        Its training split is the pool, its test split the test images (digits: a
+        stratified half each).
+    data_home : path, optional
+        Folder of the data set's files (see :mod:`sklearn_mln.datasets`).
+    pool_size, test_size : int or None
+        Stratified subsamples of the pool and of the test split (``None``: all).
+    losses : sequence of str
+        Learned losses to compare, each ``NAME=PATH`` or ``PATH`` (a ``.mln`` file or a
+        pretrained name; the name defaults to the file's stem).
+    output : path, optional
+        Folder the report is written to; nothing is written without it.
+    threads : int, optional
+        torch threads for the run, restored afterwards.
+    log : callable, optional
+        Receives progress lines.
+    **options
+        Keyword arguments of :func:`small_data_benchmark`.
+    """
+    from sklearn.model_selection import train_test_split
+
+    from ._meta_loss import resolve_loss
+
+    resolved = {}
+    for spec in losses:
+        name, _, path = str(spec).rpartition("=")
+        name = name or Path(path).stem
+        if name in resolved:
+            raise ValueError(f"Loss name {name!r} is given twice; use NAME=PATH.")
+        resolved[name] = resolve_loss(path)
+    seed = int(options.get("random_state", 0))
+    X_pool, y_pool, X_test, y_test = dataset_splits(dataset, data_home=data_home, seed=seed)
+    if pool_size is not None and pool_size < len(y_pool):
+        X_pool, _, y_pool, _ = train_test_split(
+            X_pool, y_pool, train_size=pool_size, stratify=y_pool, random_state=seed
+        )
+    if test_size is not None and test_size < len(y_test):
+        X_test, _, y_test, _ = train_test_split(
+            X_test, y_test, train_size=test_size, stratify=y_test, random_state=seed
+        )
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or previous)
+    try:
+        result = small_data_benchmark(X_pool, y_pool, X_test, y_test, resolved, log=log, **options)
+    finally:
+        torch.set_num_threads(previous)
+    result["settings"]["dataset"] = dataset
+    result["settings"]["loss_files"] = list(losses)
+    if output is not None:
+        paths = write_benchmark_report(result, output)
+        if log is not None:
+            log(f"Wrote {', '.join(str(p) for p in paths.values())}.")
+    return result
+
+
+def dataset_splits(dataset: str, *, data_home=None, seed: int = 0):
+    """``(X_pool, y_pool, X_test, y_test)`` of a data set, labels encoded ``0 .. C-1``.
+
+    Fashion-MNIST and CIFAR-10 use their own train / test splits; digits is split 50 / 50
+    (stratified, ``seed``).
+    """
+    from sklearn.model_selection import train_test_split
+
+    from . import datasets
+
+    loaders = {"fashion-mnist": datasets.load_fashion_mnist, "cifar10": datasets.load_cifar10}
+    if dataset == "digits":
+        X, y = datasets.load_digits_images(return_X_y=True)
+        X_pool, X_test, y_pool, y_test = train_test_split(
+            X, y, test_size=0.5, stratify=y, random_state=seed
+        )
+    elif dataset in loaders:
+        X_pool, y_pool = loaders[dataset]("train", data_home=data_home, return_X_y=True)
+        X_test, y_test = loaders[dataset]("test", data_home=data_home, return_X_y=True)
+    else:
+        raise ValueError(f"Unknown dataset {dataset!r}; choose from {['digits', *loaders]}.")
+    return X_pool, y_pool, X_test, y_test
