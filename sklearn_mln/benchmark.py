@@ -476,7 +476,9 @@ def small_data_benchmark(
     return {
         "settings": {
             "architectures": {a: ARCHITECTURES[a][0] for a in architectures},
-            "baselines": {name: CLASSICAL_GRIDS[name] for name in baselines},
+            "baselines": {
+                name: {k: list(v) for k, v in CLASSICAL_GRIDS[name].items()} for name in baselines
+            },
             "losses": {name: repr(loss) for name, loss in losses.items()},
             "ks": [int(k) for k in ks],
             "n_tasks": int(n_tasks),
