@@ -702,8 +702,6 @@ def run_benchmark(
     **options
         Keyword arguments of :func:`small_data_benchmark`.
     """
-    from sklearn.model_selection import train_test_split
-
     from ._meta_loss import resolve_loss
 
     resolved = {}
@@ -714,15 +712,9 @@ def run_benchmark(
             raise ValueError(f"Loss name {name!r} is given twice; use NAME=PATH.")
         resolved[name] = resolve_loss(path)
     seed = int(options.get("random_state", 0))
-    X_pool, y_pool, X_test, y_test = dataset_splits(dataset, data_home=data_home, seed=seed)
-    if pool_size is not None and pool_size < len(y_pool):
-        X_pool, _, y_pool, _ = train_test_split(
-            X_pool, y_pool, train_size=pool_size, stratify=y_pool, random_state=seed
-        )
-    if test_size is not None and test_size < len(y_test):
-        X_test, _, y_test, _ = train_test_split(
-            X_test, y_test, train_size=test_size, stratify=y_test, random_state=seed
-        )
+    X_pool, y_pool, X_test, y_test = dataset_splits(
+        dataset, data_home=data_home, seed=seed, pool_size=pool_size, test_size=test_size
+    )
     previous = torch.get_num_threads()
     torch.set_num_threads(threads or previous)
     try:
@@ -738,10 +730,18 @@ def run_benchmark(
     return result
 
 
-def dataset_splits(dataset: str, *, data_home=None, seed: int = 0):
+def dataset_splits(
+    dataset: str,
+    *,
+    data_home=None,
+    seed: int = 0,
+    pool_size: int | None = None,
+    test_size: int | None = None,
+):
     """``(X_pool, y_pool, X_test, y_test)`` of a data set, labels encoded ``0 .. C-1``.
 
     Fashion-MNIST and CIFAR-10 use their own train / test splits; digits is split 50 / 50
+    (stratified, ``seed``). ``pool_size`` and ``test_size`` subsample each split
     (stratified, ``seed``).
     """
     from sklearn.model_selection import train_test_split
@@ -759,4 +759,12 @@ def dataset_splits(dataset: str, *, data_home=None, seed: int = 0):
         X_test, y_test = loaders[dataset]("test", data_home=data_home, return_X_y=True)
     else:
         raise ValueError(f"Unknown dataset {dataset!r}; choose from {['digits', *loaders]}.")
+    if pool_size is not None and pool_size < len(y_pool):
+        X_pool, _, y_pool, _ = train_test_split(
+            X_pool, y_pool, train_size=pool_size, stratify=y_pool, random_state=seed
+        )
+    if test_size is not None and test_size < len(y_test):
+        X_test, _, y_test, _ = train_test_split(
+            X_test, y_test, train_size=test_size, stratify=y_test, random_state=seed
+        )
     return X_pool, y_pool, X_test, y_test

@@ -1,0 +1,188 @@
+"""Which loss should ``MLNClassifier()`` use by default, and how far is it from the best?
+
+Reads a benchmark v2 result (``results.json`` of ``benchmarks/runs/small_data_v2.py``) and
+
+1. picks the default: among the settings every row tuned (the base grid: a classical loss
+   with its hyperparameters, lr and steps), the one with the smallest mean *regret* over
+   the rows' tuning scores (best tuning score of the row minus its own) — chosen on tuning
+   tasks only;
+2. scores that one setting on every row's test tasks (the same tasks and initial weights
+   as the benchmark) and reports the paired difference to the row's tuned best classical
+   loss;
+3. trains ``MLNClassifier()`` itself through its public API, with no arguments, on the
+   default CNN's 10-shot test tasks, beside ``MLNClassifier`` given the row's tuned best
+   classical setting, with the same ``random_state`` per task (same initial weights), and
+   reports the paired difference.
+
+Writes ``default_classifier.json`` and ``default_classifier.md`` beside the results.
+
+    python benchmarks/default_classifier.py benchmarks/results/small_data_v2_cnn_mlp
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sklearn_mln import ClassicalLoss, MLNClassifier
+from sklearn_mln._archive import atomic_write_bytes
+from sklearn_mln._provenance import provenance, provenance_lines
+from sklearn_mln.benchmark import (
+    Setting,
+    _rng,
+    _shared_tasks,
+    architecture_factory,
+    dataset_splits,
+    score_settings,
+    summarize,
+)
+
+ARCHITECTURE, K = "cnn", 10  # the row the target is set on
+
+
+def _key(point: dict) -> tuple:
+    return tuple(sorted(point["params"].items())), point["lr"], point["steps"]
+
+
+def choose_default(result: dict) -> tuple[str, dict, float, int, dict]:
+    """The base-grid setting with the smallest mean tuning regret over all rows."""
+    base_lr = set(result["settings"]["grid_lr"])
+    regrets: dict[tuple, list[float]] = {}
+    for entry in result["results"]:
+        classical = {n: r for n, r in entry["losses"].items() if r["kind"] == "classical"}
+        best = max(r["tuning_score"] for r in classical.values())
+        for name, record in classical.items():
+            for point in record["tuning_grid"]:
+                if point["lr"] in base_lr:
+                    regrets.setdefault((name, *_key(point)), []).append(best - point["score"])
+    n_rows = len(result["results"])
+    complete = {key: np.mean(v) for key, v in regrets.items() if len(v) == n_rows}
+    name, params, lr, steps = min(complete, key=complete.get)
+    table = {f"{n} {dict(p)} lr {r} steps {s}": float(v) for (n, p, r, s), v in complete.items()}
+    return name, dict(params), lr, steps, table
+
+
+def classifier_comparison(X_test, y_test, result, best: dict, seed: int) -> dict:
+    """``MLNClassifier()`` against ``MLNClassifier`` with the row's tuned best, paired."""
+    n_tasks = result["settings"]["n_tasks"]
+    batch_rng = _rng(seed, 1, K)
+    tasks = _shared_tasks(X_test, y_test, K, n_tasks, batch_rng)
+    accuracy = {"MLNClassifier()": [], "tuned best": []}
+    seconds = {name: 0.0 for name in accuracy}
+    tuned = {
+        "meta_loss": ClassicalLoss(best["name"], **best["params"]),
+        "lr": best["lr"],
+        "max_epochs": best["steps"],
+    }
+    for t in range(n_tasks):
+        X_train, y_train = tasks.X_train[t], tasks.y_train[t]
+        rest = tasks.y_val[t] >= 0
+        for name, kwargs in (("MLNClassifier()", {}), ("tuned best", tuned)):
+            started = time.perf_counter()
+            clf = MLNClassifier(**kwargs, random_state=int(tasks.init_seeds[t]))
+            clf.fit(X_train, y_train)
+            accuracy[name].append(clf.score(X_test[rest], tasks.y_val[t][rest]))
+            seconds[name] += time.perf_counter() - started
+    rows = summarize({k: np.asarray(v) for k, v in accuracy.items()}, "tuned best")
+    return {"accuracy": accuracy, "seconds": seconds, "summary": rows, "tuned": best}
+
+
+def main(folder: str) -> None:
+    started = time.perf_counter()
+    folder = Path(folder)
+    result = json.loads((folder / "results.json").read_text())
+    settings = result["settings"]
+    seed = settings["random_state"]
+    name, params, lr, steps, regrets = choose_default(result)
+    X_pool, y_pool, X_test, y_test = dataset_splits(
+        settings["dataset"], seed=seed, pool_size=settings["n_pool"], test_size=settings["n_test"]
+    )
+    default = Setting(name, tuple(sorted(params.items())), lr, steps)
+    modules = {(name, default.params): ClassicalLoss(name, **params)}
+    rows = []
+    for entry in result["results"]:
+        arch, k = entry["architecture"], entry["k"]
+        tasks = _shared_tasks(X_test, y_test, k, settings["n_tasks"], _rng(seed, 1, k))
+        factory = architecture_factory(arch, X_test.shape[1:], int(y_test.max()) + 1)
+        scores = score_settings([default], modules, factory, tasks, X_test)
+        baseline = entry["losses"][entry["baseline"]]
+        summary = summarize(
+            {
+                "default": scores.accuracy[default],
+                "baseline": np.asarray(baseline["test_accuracy"]),
+            },
+            "baseline",
+        )[0]
+        rows.append(
+            {"architecture": arch, "k": k, "baseline": entry["baseline"], "summary": summary}
+        )
+        print(f"[{arch} k={k}] default {summary['delta'] * 100:+.2f} pt", file=sys.stderr)
+    row = next(e for e in result["results"] if (e["architecture"], e["k"]) == (ARCHITECTURE, K))
+    base = row["losses"][row["baseline"]]
+    best = {
+        "name": row["baseline"],
+        "params": base["params"],
+        "lr": base["lr"],
+        "steps": base["steps"],
+    }
+    comparison = classifier_comparison(X_test, y_test, result, best, seed)
+    report = {
+        "default": {"loss": name, "params": params, "lr": lr, "steps": steps},
+        "mean_regret": regrets,
+        "rows": rows,
+        "classifier": comparison,
+        "source": str(folder / "results.json"),
+        "provenance": provenance(seed=seed, started=started),
+    }
+    atomic_write_bytes(
+        folder / "default_classifier.json", (json.dumps(report, indent=1) + "\n").encode()
+    )
+    atomic_write_bytes(folder / "default_classifier.md", markdown(report).encode())
+
+
+def markdown(report: dict) -> str:
+    d = report["default"]
+    described = ", ".join(f"{k} {v:g}" for k, v in d["params"].items())
+    lines = [
+        "# The default loss of MLNClassifier",
+        "",
+        *provenance_lines(report["provenance"]),
+        "",
+        f"Chosen on tuning tasks (smallest mean regret over every row of `{report['source']}`): "
+        f"**{d['loss']}** ({described}), lr {d['lr']:g}, {d['steps']} steps.",
+        "",
+        "| architecture | k | tuned best classical | default: Δ pt (95 % CI) | W/T/L | p |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in report["rows"]:
+        s = row["summary"]
+        lines.append(
+            f"| {row['architecture']} | {row['k']} | {row['baseline']} | "
+            f"{100 * s['delta']:+.2f} ± {100 * s['ci95']:.2f} | "
+            f"{s['wins']}/{s['ties']}/{s['losses']} | {s['p_wilcoxon']:.2g} |"
+        )
+    c = report["classifier"]
+    tuned = c["tuned"]
+    s = next(r for r in c["summary"] if r["loss"] == "MLNClassifier()")
+    ref = next(r for r in c["summary"] if r["loss"] == "tuned best")
+    lines += [
+        "",
+        f"## `MLNClassifier()` through its public API ({ARCHITECTURE}, k = {K})",
+        "",
+        f"{len(c['accuracy']['tuned best'])} test tasks, each trained twice with the same "
+        f"`random_state`: `MLNClassifier()` (no arguments) reaches {s['mean']:.4f}; with the "
+        f"row's tuned best ({tuned['name']} {tuned['params']}, lr {tuned['lr']:g}, "
+        f"{tuned['steps']} epochs) {ref['mean']:.4f}: Δ {100 * s['delta']:+.2f} ± "
+        f"{100 * s['ci95']:.2f} pt, wins/ties/losses {s['wins']}/{s['ties']}/{s['losses']}, "
+        f"p = {s['p_wilcoxon']:.2g}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
