@@ -5,7 +5,8 @@ tasks; 100 paired test-split tasks per row. Learned losses: the shipped per-clas
 the joint loss of evolution config B, each with its linear and network parts
 (``benchmarks/ablations/loss_parts.py``). Writes ``benchmarks/results/small_data_v2/``.
 
-    python benchmarks/runs/small_data_v2.py [architecture ...]
+    python benchmarks/runs/small_data_v2.py cnn &   # one process per architecture
+    python benchmarks/runs/small_data_v2.py mlp mlp2
 """
 
 import sys
@@ -32,6 +33,8 @@ if __name__ == "__main__":
         n_tasks=100,
         n_tuning_tasks=20,
         output=f"benchmarks/results/small_data_v2_{'_'.join(architectures)}",
-        threads=2,
+        # one thread per process: on a loaded machine torch's intra-op threads wait on each
+        # other (a CNN predicted 3000 images 60x slower with 2 threads than with 1)
+        threads=1,
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
