@@ -1,6 +1,7 @@
 import gzip
 import os
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -8,14 +9,11 @@ import pytest
 from sklearn.utils import Bunch
 
 from sklearn_mln import datasets
+from sklearn_mln._user_data import DataFileError, read_data_file
 from sklearn_mln.datasets import load_cifar10, load_digits_images, load_fashion_mnist
 
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
-
-
-@pytest.fixture(autouse=True)
-def _no_env_data(monkeypatch):
-    monkeypatch.delenv("SKLEARN_MLN_DATA", raising=False)
+pytestmark = pytest.mark.usefixtures("no_data_env")
 
 
 # --------------------------------------------------------------------------- digits
@@ -30,10 +28,10 @@ def test_digits_images():
     assert set(np.unique(y)) == set(range(10))
 
 
-def test_digits_bunch_matches_return_X_y():
+def test_digits_bunch_matches_return_X_y(digits):
     bunch = load_digits_images()
     assert isinstance(bunch, Bunch)
-    X, y = load_digits_images(return_X_y=True)
+    X, y = digits
     np.testing.assert_array_equal(bunch.data, X)
     np.testing.assert_array_equal(bunch.target, y)
     np.testing.assert_array_equal(bunch.target_names, np.arange(10))
@@ -248,3 +246,88 @@ def test_cifar10_malformed_batch(tmp_path, content):
     (tmp_path / "test_batch").write_bytes(content)
     with pytest.raises(ValueError, match="test_batch"):
         load_cifar10("test", data_home=tmp_path)
+
+
+# --------------------------------------------------------------------------- the user's files
+
+
+def test_npz_shapes_and_scaling(tmp_path, digits):
+    X, y = digits
+    images = (X[:40, 0] * 255).astype(np.uint8)  # (n, h, w) uint8: one channel, / 255
+    np.savez(tmp_path / "gray.npz", X=images, y=y[:40])
+    X_read, y_read = read_data_file(tmp_path / "gray.npz")
+    assert X_read.shape == (40, 1, 8, 8) and X_read.dtype == np.float32
+    np.testing.assert_allclose(X_read[:, 0], images / 255.0, rtol=1e-6)
+    assert y_read.dtype == np.int64
+    np.savez(tmp_path / "flat.npz", X=X[:40].reshape(40, -1) * 16, y=y[:40].astype(float))
+    X_read, y_read = read_data_file(tmp_path / "flat.npz")  # floats kept as they are
+    np.testing.assert_array_equal(X_read, X[:40].reshape(40, -1) * 16)
+    np.testing.assert_array_equal(y_read, y[:40])
+    np.savez(tmp_path / "names.npz", X=X[:40], y=np.array(["a", "b"] * 20))
+    X_read, y_read = read_data_file(tmp_path / "names.npz")
+    assert X_read.shape == (40, 1, 8, 8) and set(y_read) == {"a", "b"}
+
+
+@pytest.mark.parametrize(
+    "text, label_column, y_expected",
+    [
+        ("1,2,a\n3,4,b\n5,6,a\n7,8,b\n", None, "abab"),
+        ("target,x1,x2\n0,1,2\n1,3,4\n0,5,6\n1,7,8\n", None, [0, 1, 0, 1]),
+        ("x1,Label,x2\n1,a,2\n3,b,4\n5,a,6\n7,b,8\n", None, "abab"),
+        ("k,x,y2\n0,1,2\n1,3,4\n0,5,6\n1,7,8\n", "k", [0, 1, 0, 1]),
+        ("0,1,2\n1,3,4\n0,5,6\n1,7,8\n", "0", [0, 1, 0, 1]),
+        ("1,2,0\n\n3,4,1\n5,6,0\n7,8,1\n", "-1", [0, 1, 0, 1]),
+    ],
+    ids=["no header", "target", "label any case", "by name", "by index", "negative index"],
+)
+def test_csv_label_column_rule(tmp_path, text, label_column, y_expected):
+    """Every file holds features (1, 2), (3, 4), (5, 6), (7, 8) and some label column."""
+    (tmp_path / "d.csv").write_text(text)
+    X, y = read_data_file(tmp_path / "d.csv", label_column=label_column)
+    np.testing.assert_array_equal(X, np.arange(1, 9, dtype=np.float32).reshape(4, 2))
+    np.testing.assert_array_equal(y, np.asarray(list(y_expected)))
+
+
+@pytest.mark.parametrize(
+    "text, label_column, message",
+    [
+        ("a,b\n1,2\n3,4\n", "c", "no column named 'c'; columns: a, b."),
+        ("1,2\n3,4\n", "5", "label column 5 is out of range (2 columns)"),
+        ("1\n2\n", None, "needs a label column and at least one feature column"),
+        ("x,label\n1,\n2,b\n", None, "line 2 has an empty label"),
+        ("x,label\n1,0.5\n2,1.5\n", None, "not continuous values"),
+        ("x,label\n1,a\n,b\n", None, "line 3, column 'x': '' is not a number"),
+    ],
+)
+def test_csv_errors(tmp_path, text, label_column, message):
+    (tmp_path / "d.csv").write_text(text)
+    with pytest.raises(DataFileError, match="d.csv: .*" + re.escape(message)):
+        read_data_file(tmp_path / "d.csv", label_column=label_column)
+
+
+def test_image_folder(tmp_path, digits):
+    Image = pytest.importorskip("PIL.Image")
+    X, y = digits
+    for i in range(6):
+        folder = tmp_path / ("odd" if y[i] % 2 else "even")
+        folder.mkdir(exist_ok=True)
+        pixels = np.round(X[i, 0] * 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+    (tmp_path / "even" / "notes.txt").write_text("ignored")
+    (tmp_path / ".hidden").mkdir()
+    X_read, y_read = read_data_file(tmp_path)
+    assert X_read.shape == (6, 1, 8, 8)
+    assert list(y_read) == sorted(["odd" if v % 2 else "even" for v in y[:6]])
+    even = [i for i in range(6) if y[i] % 2 == 0]
+    np.testing.assert_allclose(X_read[0, 0], np.round(X[even[0], 0] * 255) / 255, atol=1e-6)
+    # one colour image makes the whole set RGB, channels first
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(tmp_path / "odd" / "red.jpg")
+    X_read, y_read = read_data_file(tmp_path)
+    assert X_read.shape == (7, 3, 8, 8)
+    red = list(y_read).index("odd") + sum(1 for i in range(6) if y[i] % 2)
+    assert X_read[red, 0].mean() > 0.9 and X_read[red, 1:].mean() < 0.1
+    with pytest.raises(DataFileError, match="applies to CSV files only"):
+        read_data_file(tmp_path, label_column="label")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataFileError, match="empty: no images"):
+        read_data_file(tmp_path)

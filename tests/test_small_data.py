@@ -174,19 +174,3 @@ def test_benchmark_baselines_option(tmp_path):
     assert main(argv) == 0
     result = _check_report(out, ["cross_entropy", "focal"], ["mlp"], [1])
     assert result["results"][0]["baseline"] in ("cross_entropy", "focal")
-
-
-def test_evolve_command_builds_the_requested_network(tmp_path, capsys):
-    """The evolve command's network options reach the saved loss."""
-    from sklearn_mln import load_meta_loss
-
-    out = tmp_path / "joint.mln"
-    argv = ["evolve", "--shots", "2", "--tasks", "1", "--popsize", "3", "--generations", "1"]
-    argv += ["--inner-steps", "3", "--eval-tasks", "2", "--n-jobs", "1", "--quiet"]
-    argv += ["--structure", "joint", "--inputs", "probs", "--anchor", "none"]
-    argv += ["--hidden-sizes", "5", "3", "--init", "random", "--output", str(out)]
-    assert main(argv) == 0
-    spec = load_meta_loss(out).spec
-    assert (spec.structure, spec.inputs, spec.anchor) == ("joint", "probs", None)
-    assert spec.hidden_sizes == (5, 3)
-    assert "Saved the evolved loss" in capsys.readouterr().out
