@@ -23,16 +23,16 @@ import torch
 
 import sklearn_mln
 from sklearn_mln import MLNEvolver, load_meta_loss, load_pretrained
-from sklearn_mln.__main__ import (
+from sklearn_mln.__main__ import main
+from sklearn_mln._cli import options_for, parameter_docs, plain, show, values
+from sklearn_mln._cli_parser import (
     BENCHMARK_OPTIONS,
     BENCHMARK_PROVIDED,
     EVOLVE_OPTIONS,
     EVOLVER_PROVIDED,
     PRESETS,
-    _parser,
-    main,
+    build_parser,
 )
-from sklearn_mln._cli import options_for, parameter_docs, plain, show, values
 from sklearn_mln._evaluation import small_data_benchmark
 from sklearn_mln._meta_loss import ACTIVATIONS, INPUTS, STRUCTURES
 
@@ -42,11 +42,11 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("P
 
 
 def _evolve_args(argv):
-    return _parser().parse_args(["evolve", *argv])
+    return build_parser().parse_args(["evolve", *argv])
 
 
 def _actions(parser_args=("evolve",)):
-    sub = _parser()._subparsers._group_actions[0].choices[parser_args[0]]
+    sub = build_parser()._subparsers._group_actions[0].choices[parser_args[0]]
     return {action.dest: action for action in sub._actions}
 
 
