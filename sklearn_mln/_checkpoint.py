@@ -107,6 +107,10 @@ def _allowed_globals() -> tuple[dict, set, set]:
     """Names a pycma state may refer to; the subset that may be called (REDUCE); the classes."""
     import importlib
 
+    from ._strategy import import_cma
+
+    import_cma()  # the package first, without its matplotlib warning
+
     names = {
         "cma.boundary_handler": ["BoundNone", "BoundTransform"],
         "cma.evolution_strategy": [
@@ -304,9 +308,10 @@ def _join_rng(keys: np.ndarray, rest: Any) -> tuple:
 
 def save_checkpoint(path, state: EvolutionState) -> None:
     """Write ``state`` to ``path`` atomically."""
-    import cma
-
+    from ._strategy import import_cma
     from ._version import __version__
+
+    cma = import_cma()
 
     keys = {}
     rng = {}
@@ -343,8 +348,9 @@ def load_checkpoint(path, expected_fingerprint: str) -> EvolutionState | None:
     Raises ``ValueError`` if the file is not a readable checkpoint of this version, or
     belongs to other data or parameters.
     """
-    import cma
+    from ._strategy import import_cma
 
+    cma = import_cma()
     path = Path(path)
     if not path.exists():
         return None

@@ -14,9 +14,8 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, _clone_parametrized, _fit_context, clone
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -25,10 +24,24 @@ from torch import nn
 
 from ._meta_loss import resolve_loss
 from ._modules import default_module_factory
-from ._validation import check_sample_shape
+from ._validation import check_random_state, check_sample_shape
 
 #: prefixes of the skorch-routed ``**kwargs``
 PREFIXES = ("module", "optimizer", "iterator_train", "iterator_valid", "callbacks", "dataset")
+#: the attributes ``fit`` sets (every other public attribute beyond the signature is a
+#: ``**kwargs`` parameter)
+_FITTED = frozenset(
+    {
+        "classes_",
+        "n_features_in_",
+        "feature_names_in_",
+        "sample_shape_",
+        "loss_",
+        "net_",
+        "module_",
+        "history_",
+    }
+)
 _MAX_SEED = np.iinfo(np.int32).max
 
 
@@ -52,10 +65,10 @@ class _FrozenCriterionNet(NeuralNetClassifier):
                     yield param_name, param
 
 
-def _split_prefixed(kwargs: dict) -> None:
+def _check_prefixed(keys) -> None:
     """Raise a skorch-style TypeError for keys that are not ``<prefix>__<name>``."""
     bad = []
-    for key in sorted(kwargs):
+    for key in sorted(keys):
         prefix = next((p for p in PREFIXES if key.startswith(p + "__")), None)
         if prefix is not None and len(key) > len(prefix) + 2:
             continue
@@ -147,8 +160,9 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
         ``net_.callbacks_``.
     device : str or torch.device, default="cpu"
     random_state : int, RandomState instance or None, default=None
-        Seeds the weight initialization and the shuffling of mini-batches. Fitting
-        leaves torch's global random state as it was.
+        Seeds the weight initialization and the shuffling of mini-batches; ``None`` seeds
+        them from fresh operating-system entropy. Neither ``fit`` nor ``predict`` moves
+        NumPy's or torch's global generator.
     verbose : int, default=0
         skorch's verbosity; ``0`` prints nothing.
     **kwargs
@@ -156,6 +170,8 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
         ``module``, ``optimizer``, ``iterator_train``, ``iterator_valid``, ``callbacks`` and
         ``dataset`` (e.g. ``module__hidden_sizes=(32,)``, ``optimizer__weight_decay=1e-4``).
         They are parameters like any other (``get_params``, ``set_params``, grid search).
+        As for every parameter, ``fit`` checks them: a key without such a prefix raises a
+        ``TypeError`` there, naming the prefix it probably lacks.
 
     Attributes
     ----------
@@ -232,7 +248,6 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
         verbose=0,
         **kwargs,
     ):
-        _split_prefixed(kwargs)
         self.module = module
         self.meta_loss = meta_loss
         self.max_epochs = max_epochs
@@ -248,19 +263,32 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
         vars(self).update(kwargs)
 
     # ------------------------------------------------------------------ params
+    def _extra_names(self) -> list[str]:
+        """The ``**kwargs`` parameters: public attributes beyond the signature and fit's."""
+        named = set(self._get_param_names())
+        return sorted(
+            k for k in vars(self) if not k.startswith("_") and k not in named and k not in _FITTED
+        )
+
     def _routed_names(self) -> list[str]:
-        return sorted(k for k in vars(self) if any(k.startswith(p + "__") for p in PREFIXES))
+        return [k for k in self._extra_names() if any(k.startswith(p + "__") for p in PREFIXES)]
 
     def get_params(self, deep=True):
         params = super().get_params(deep=deep)
-        params.update({k: getattr(self, k) for k in self._routed_names()})
+        params.update({k: getattr(self, k) for k in self._extra_names()})
         return params
 
     def set_params(self, **params):
-        routed = {k: v for k, v in params.items() if any(k.startswith(p + "__") for p in PREFIXES)}
-        for key, value in routed.items():
+        # like __init__, stores **kwargs without checking them (fit does)
+        named = set(self._get_param_names())
+        extra = {
+            k: v
+            for k, v in params.items()
+            if any(k.startswith(p + "__") for p in PREFIXES) or k.split("__", 1)[0] not in named
+        }
+        for key, value in extra.items():
             setattr(self, key, value)
-        rest = {k: v for k, v in params.items() if k not in routed}
+        rest = {k: v for k, v in params.items() if k not in extra}
         if rest:
             super().set_params(**rest)
         return self
@@ -268,11 +296,10 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
     def __sklearn_clone__(self):
         # A fitted evolver passed as meta_loss is data, not a sub-estimator to refit: the
         # default clone would hand GridSearchCV an unfitted one.
-        if not hasattr(self.meta_loss, "meta_loss_"):
-            return _clone_parametrized(self)
+        keep = "meta_loss" if hasattr(self.meta_loss, "meta_loss_") else None
         params = self.get_params(deep=False)
         return type(self)(
-            **{k: v if k == "meta_loss" else clone(v, safe=False) for k, v in params.items()}
+            **{k: v if k == keep else clone(v, safe=False) for k, v in params.items()}
         )
 
     def _prefixed(self, prefix: str) -> dict:
@@ -322,6 +349,7 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : MLNClassifier
         """
+        _check_prefixed(self._extra_names())
         X, y = validate_data(self, X, y, dtype=np.float32, allow_nd=True)
         X = check_sample_shape(self, X, reset=True)
         check_classification_targets(y)
@@ -392,7 +420,9 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, allow_nd=True, ensure_2d=False, reset=False)
         X = check_sample_shape(self, X, reset=False)
-        proba = self.net_.predict_proba(X).astype(np.float64)
+        # torch's DataLoader draws a seed from the global generator on every pass
+        with torch.random.fork_rng(devices=_rng_devices(self.device)):
+            proba = self.net_.predict_proba(X).astype(np.float64)
         return proba / proba.sum(axis=1, keepdims=True)
 
     def predict(self, X):

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import sys
 import time
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -15,7 +16,6 @@ from joblib import Parallel, effective_n_jobs
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
@@ -40,9 +40,10 @@ from ._meta_loss import (
 )
 from ._modules import default_module_factory, supports_population
 from ._parallel import evaluate_population, shared_with_workers
+from ._provenance import provenance
 from ._strategy import CMAStrategy
 from ._tasks import class_indices, draw_seeds, sample_tasks
-from ._validation import check_sample_shape
+from ._validation import check_random_state, check_sample_shape
 
 #: generations whose best candidate joins the final shortlist
 _LAST_GENERATIONS = 5
@@ -133,13 +134,18 @@ class MLNEvolver(BaseEstimator):
         Separable CMA-ES; ``"auto"`` above 200 dimensions.
     vectorized : bool, default=True
         Train all classifiers of a chunk at once; ``False`` uses the one-at-a-time loop.
+        A module that cannot be batched falls back to that loop with a ``UserWarning``.
     device : str, default="cpu"
         Torch device of the inner loop, e.g. ``"cuda"``.
     n_jobs : int or None, default=None
         joblib workers evaluating candidates; ``None`` means 1 unless in a
-        :func:`joblib.parallel_config` context, ``-1`` all cores.
+        :func:`joblib.parallel_config` context, ``-1`` all cores. Worker processes cap
+        torch's threads at their share of the cores; the calling process's torch thread
+        setting is never changed (see :mod:`sklearn_mln._parallel`).
     random_state : int, RandomState instance or None, default=None
-        Seeds the split, the tasks, the initial weights and CMA-ES.
+        Seeds the split, the tasks, the initial weights and CMA-ES; ``None`` seeds them
+        from fresh operating-system entropy. NumPy's and torch's global generators are
+        never used.
     verbose : int, default=0
         ``0`` silent; ``>= 1`` a progress bar with best / mean fitness and sigma.
     checkpoint_path : str, path-like or None, default=None
@@ -149,7 +155,11 @@ class MLNEvolver(BaseEstimator):
     Attributes
     ----------
     meta_loss_ : MetaLossNetwork
-        The evolved loss (frozen), with provenance in ``metadata``.
+        The evolved loss (frozen). Its ``metadata`` is written by ``fit``: the parameters,
+        the data's size and classes, the generations, the re-evaluated fitness and stop
+        reason, and the provenance of :func:`sklearn_mln._provenance.provenance` (commit
+        and whether the tree was dirty, versions, the running command, seed, cores, torch
+        threads, machine, date and ``wall_seconds`` of this call of ``fit``).
     history_ : list of dict
         Per generation: ``generation``, ``best_fitness``, ``mean_fitness``,
         ``median_fitness``, ``sigma``, ``seconds``, ``n_failures``.
@@ -351,6 +361,7 @@ class MLNEvolver(BaseEstimator):
         -------
         self : MLNEvolver
         """
+        fit_started = time.perf_counter()
         X, y_enc, n_ways = self._validate_pool(X, y)
         rng = check_random_state(self.random_state)
         resumed, run_id = None, None
@@ -481,7 +492,7 @@ class MLNEvolver(BaseEstimator):
         self.best_fitness_ = float(scores[best])
         self.n_generations_ = len(self.history_)
         net = MetaLossNetwork.from_spec(spec, candidates[best])
-        net.metadata = self._provenance(len(X))
+        net.metadata = self._metadata(len(X), fit_started)
         self.meta_loss_ = frozen_copy(net)
         return self
 
@@ -500,15 +511,17 @@ class MLNEvolver(BaseEstimator):
         module = make_module(config.module_factory, 0)
         if supports_population(module, torch.as_tensor(X_sample)):
             return True
-        if self.verbose >= 1:
-            print(
-                f"[MLNEvolver] {type(module).__name__} cannot be batched; training one "
-                "classifier at a time.",
-                file=sys.stderr,
-            )
+        warnings.warn(
+            f"{type(module).__name__} cannot be batched (torch.func.vmap over "
+            "functional_call failed or disagreed with the module); training one classifier "
+            "at a time, which is much slower. Pass vectorized=False to choose this loop "
+            "explicitly.",
+            UserWarning,
+            stacklevel=3,
+        )
         return False
 
-    def _provenance(self, n_samples: int) -> dict:
+    def _metadata(self, n_samples: int, started: float) -> dict:
         from ._version import __version__
 
         params = {k: v for k, v in self.get_params().items() if k not in ("module", "init")}
@@ -525,6 +538,11 @@ class MLNEvolver(BaseEstimator):
             "reevaluated_fitness": self.best_fitness_,
             "stop_reason": self.stop_reason_,
             "package_version": __version__,
+            **provenance(
+                seed=int(self.random_state) if isinstance(self.random_state, Integral) else None,
+                started=started,
+                threads=torch.get_num_threads(),
+            ),
         }
 
     # ------------------------------------------------------------------ score

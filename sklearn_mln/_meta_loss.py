@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._archive import read_archive, write_archive
+from ._validation import check_random_state
 
 FORMAT_NAME = "sklearn-mln-meta-loss"
 FORMAT_VERSION = 1
@@ -417,7 +418,8 @@ class MetaLossNetwork(nn.Module):
         With ``"cross_entropy"`` the loss is ``relu(CE + residual)`` and starts as exactly
         cross-entropy; with ``None`` it is ``softplus(net output)``.
     random_state : int, RandomState instance or None, default=None
-        Seeds the initial weights of the hidden layers.
+        Seeds the initial weights of the hidden layers. ``None`` draws them from fresh
+        operating-system entropy; NumPy's global generator is never used.
 
     Attributes
     ----------
@@ -457,20 +459,24 @@ class MetaLossNetwork(nn.Module):
         random_state=None,
     ) -> None:
         super().__init__()
-        from sklearn.utils import check_random_state
-
         self.spec = MetaLossSpec(structure, n_classes, hidden_sizes, activation, inputs, anchor)
         theta = init_flat_params(self.spec, check_random_state(random_state))
         self.theta = nn.Parameter(torch.as_tensor(theta, dtype=torch.float64))
         self.metadata: dict = {}
 
     @classmethod
-    def from_spec(cls, spec: MetaLossSpec, theta: np.ndarray | None = None) -> MetaLossNetwork:
-        """Build a network from a :class:`MetaLossSpec` and optional flat parameters."""
-        net = cls(**{k: v for k, v in spec.to_dict().items()})
-        if theta is not None:
-            net.set_flat_params(theta)
-        return net
+    def from_spec(
+        cls, spec: MetaLossSpec, theta: np.ndarray | None = None, *, random_state=None
+    ) -> MetaLossNetwork:
+        """Build a network from a :class:`MetaLossSpec` and optional flat parameters.
+
+        Without ``theta`` the weights are drawn as in the constructor, from
+        ``random_state``.
+        """
+        if theta is None:
+            return cls(**spec.to_dict(), random_state=random_state)
+        net = cls(**spec.to_dict(), random_state=np.random.RandomState(0))
+        return net.set_flat_params(theta)
 
     @classmethod
     def from_label_smoothing(cls, n_classes: int, smoothing: float = 0.1, **kwargs):

@@ -1,8 +1,11 @@
 """Evaluate a population of candidate losses over joblib workers.
 
 The population is cut into one chunk per worker; each chunk trains all its
-(candidate, task) classifiers together (see :mod:`sklearn_mln._inner`). Workers cap
-torch's threads so that ``n_jobs`` workers share the cores instead of oversubscribing.
+(candidate, task) classifiers together (see :mod:`sklearn_mln._inner`). Worker processes
+cap torch's threads at their share of the cores (``cpu_count // n_workers``) so that
+``n_jobs`` workers share the cores instead of oversubscribing. A chunk that runs in the
+calling process (``n_jobs=1``, or joblib's threading backend) keeps that process's torch
+thread setting: the library never changes it.
 Everything a worker needs travels as arguments (no global state), so the same code runs
 under any joblib backend, Dask included. Under Dask, :func:`shared_with_workers` sends the
 large validation set to every worker once, and each task keeps its worker's own torch
@@ -76,13 +79,18 @@ def evaluate_chunk(
     X_val: np.ndarray,
     n_threads: int | None,
     vectorized: bool,
+    caller_pid: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Accuracy ``(len(thetas), n_tasks)`` and failure flags of candidate parameter vectors.
 
-    ``n_threads=None`` keeps the process's torch thread setting.
+    In a worker process (any process but ``caller_pid``) torch uses ``n_threads``
+    threads for the call; ``n_threads=None``, or running in the caller's own process,
+    keeps the process's torch thread setting.
     """
     previous = torch.get_num_threads()
-    torch.set_num_threads(n_threads or previous)
+    capped = n_threads is not None and os.getpid() != caller_pid
+    if capped:
+        torch.set_num_threads(n_threads)
     try:
         with torch.random.fork_rng(devices=[]):
             if vectorized:
@@ -105,7 +113,8 @@ def evaluate_chunk(
             losses = [MetaLossNetwork.from_spec(spec, theta) for theta in thetas]
             return score_reference(losses, config, batch, X_val)
     finally:
-        torch.set_num_threads(previous)
+        if capped:
+            torch.set_num_threads(previous)
 
 
 def evaluate_population(
@@ -127,8 +136,9 @@ def evaluate_population(
     chunks = np.array_split(np.arange(len(thetas)), n_workers)
     n_threads = None if _active_dask_backend() is not None else threads_per_worker(n_workers)
     parallel = parallel if parallel is not None else Parallel(n_jobs=n_workers)
+    pid = os.getpid()
     results = parallel(
-        delayed(evaluate_chunk)(thetas[c], spec, config, batch, X_val, n_threads, vectorized)
+        delayed(evaluate_chunk)(thetas[c], spec, config, batch, X_val, n_threads, vectorized, pid)
         for c in chunks
     )
     accuracy = np.concatenate([r[0] for r in results])

@@ -3,7 +3,9 @@
 pycma draws its samples from NumPy's *global* generator and reseeds it at start. The
 adapter keeps a private copy of that generator's state and swaps it in only around
 pycma's own calls, so evolution is reproducible and the caller's global state is left
-untouched.
+untouched. :func:`import_cma` imports pycma without its "Could not import
+matplotlib.pyplot" warning (a base install has no matplotlib, and this package never plots
+through pycma); every other warning of that import is kept.
 """
 
 # pycma samples from the legacy global generator, so this module must manage its state.
@@ -18,6 +20,16 @@ import numpy as np
 #: above this many dimensions the covariance is diagonal (separable CMA-ES): the full
 #: matrix costs O(n^2) memory / O(n^3) updates and needs ~n^2 samples to learn
 DIAGONAL_THRESHOLD = 200
+
+
+def import_cma():
+    """The ``cma`` module, imported without pycma's missing-matplotlib warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="Could not import matplotlib.pyplot", category=UserWarning
+        )
+        import cma
+    return cma
 
 
 class CMAStrategy:
@@ -35,8 +47,7 @@ class CMAStrategy:
     """
 
     def __init__(self, x0: np.ndarray, sigma0: float, popsize: int, seed: int, diagonal="auto"):
-        import cma
-
+        cma = import_cma()
         if seed == 0:
             raise ValueError("pycma reads seed 0 as 'use the clock'; pass a nonzero seed.")
         self.diagonal = len(x0) > DIAGONAL_THRESHOLD if diagonal == "auto" else bool(diagonal)

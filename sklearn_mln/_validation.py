@@ -1,4 +1,4 @@
-"""Input checks shared by the estimators: flat features or images."""
+"""Input checks shared by the estimators: flat features or images, random states."""
 
 from __future__ import annotations
 
@@ -35,3 +35,22 @@ def check_sample_shape(estimator, X: np.ndarray, *, reset: bool) -> np.ndarray:
             f"{estimator.sample_shape_}, got {tuple(X.shape[1:])})."
         )
     return X
+
+
+def check_random_state(seed) -> np.random.RandomState:
+    """A generator for ``seed``, never NumPy's global one.
+
+    As :func:`sklearn.utils.check_random_state` for an int or a ``RandomState`` instance
+    (used as it is, and advanced); ``None`` gives a fresh generator seeded from the
+    operating system's entropy, where scikit-learn would hand out the global one. So no
+    call of this package draws from, or moves, ``np.random``'s global state.
+    """
+    if seed is None:
+        return np.random.RandomState()
+    if isinstance(seed, np.random.RandomState):
+        return seed
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+        return np.random.RandomState(int(seed))
+    raise ValueError(
+        f"random_state must be None, an int or a numpy.random.RandomState instance; got {seed!r}."
+    )
