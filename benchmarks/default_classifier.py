@@ -2,10 +2,10 @@
 
 Reads a benchmark v2 result (``results.json`` of ``benchmarks/runs/small_data_v2.py``) and
 
-1. picks the default: among the settings every row tuned (the base grid: a classical loss
-   with its hyperparameters, lr and steps), the one with the smallest mean *regret* over
-   the rows' tuning scores (best tuning score of the row minus its own) — chosen on tuning
-   tasks only;
+1. picks the default: among the settings every row screened (the base grid: a classical
+   loss with its hyperparameters, lr and steps), the one with the smallest mean *regret*
+   over the rows (the row's best tuning score minus its own screening score) — chosen on
+   tuning tasks only;
 2. scores that one setting on every row's test tasks (the same tasks and initial weights
    as the benchmark) and reports the paired difference to the row's tuned best classical
    loss;
@@ -58,7 +58,8 @@ def choose_default(result: dict) -> tuple[str, dict, float, int, dict]:
         for name, record in classical.items():
             for point in record["tuning_grid"]:
                 if point["lr"] in base_lr:
-                    regrets.setdefault((name, *_key(point)), []).append(best - point["score"])
+                    regret = best - point["screening_score"]
+                    regrets.setdefault((name, *_key(point)), []).append(regret)
     n_rows = len(result["results"])
     complete = {key: np.mean(v) for key, v in regrets.items() if len(v) == n_rows}
     name, params, lr, steps = min(complete, key=complete.get)

@@ -225,50 +225,73 @@ def tune(
     grid_lr: Sequence[float],
     grid_steps: Sequence[int],
     max_lr_extensions: int = 3,
+    n_screening_tasks: int = 5,
+    n_finalists: int = 3,
     momentum: float = 0.9,
     device: str = "cpu",
-) -> tuple[dict[str, dict], _Scores]:
+) -> tuple[dict[str, dict], _Scores, _Scores]:
     """The best setting of every loss family, by mean accuracy on the tuning tasks.
 
-    ``families[name]`` is the loss's own hyperparameter grid (empty for none). Ties go to
-    the earlier setting: smaller hyperparameter, then smaller lr, then fewer steps.
-    Returns ``{name: {"setting", "score", "at_edge", "lr_grid"}}`` and all the scores.
+    ``families[name]`` is the loss's own hyperparameter grid (empty for none). Two rounds
+    (successive halving): every setting is screened on the first ``n_screening_tasks``
+    tasks, the lr grid extended there while a family's best lies on its edge; then each
+    family's ``n_finalists`` best (hyperparameters, lr) pairs, every step count, are run on
+    the other tasks, and the pick is the finalist with the best mean over *all* tuning
+    tasks. With no more tasks than ``n_screening_tasks`` every setting sees every task.
+    Ties go to the earlier setting: smaller hyperparameter, then smaller lr, then fewer
+    steps. Returns ``{name: {"setting", "score", "at_edge", "lr_grid"}}``, the screening
+    scores and the finalists' scores on all tasks.
     """
+    screen = _subset(batch, slice(0, n_screening_tasks))
+    rest = _subset(batch, slice(n_screening_tasks, None))
     grids = {name: sorted(float(v) for v in grid_lr) for name in families}
     points = {name: _param_grid(grid) for name, grid in families.items()}
-    settings = [
-        Setting(name, p, lr, int(st))
-        for name in families
-        for p in points[name]
-        for lr in grids[name]
-        for st in sorted(grid_steps)
-    ]
-    scores = score_settings(
-        settings, modules, module_factory, batch, X_val, momentum=momentum, device=device
-    )
+    steps = sorted(int(st) for st in grid_steps)
+
+    def grid_of(name: str, lrs: Sequence[float]) -> list[Setting]:
+        return [Setting(name, p, lr, st) for p in points[name] for lr in lrs for st in steps]
+
+    kwargs = dict(momentum=momentum, device=device)
+    settings = [s for name in families for s in grid_of(name, grids[name])]
+    screening = score_settings(settings, modules, module_factory, screen, X_val, **kwargs)
     for _ in range(max_lr_extensions):
         extensions = []
         for name in families:
-            best = _best(scores, name, points[name], grids[name], grid_steps)
+            best = _best(screening, grid_of(name, grids[name]))
             if len(grids[name]) > 1 and best.lr in (grids[name][0], grids[name][-1]):
                 new_lr = _extend(grids[name], upward=best.lr == grids[name][-1])
                 grids[name] = sorted([*grids[name], new_lr])
-                extensions += [
-                    Setting(name, p, new_lr, int(st)) for p in points[name] for st in grid_steps
-                ]
+                extensions += grid_of(name, [new_lr])
         if not extensions:
             break
         score_settings(
-            extensions, modules, module_factory, batch, X_val, momentum=momentum,
-            device=device, scores=scores,
-        )  # fmt: skip
+            extensions, modules, module_factory, screen, X_val, scores=screening, **kwargs
+        )
+    finalists = {}
+    for name in families:
+        ranked = sorted(
+            grid_of(name, grids[name]), key=lambda s: -screening.accuracy[s].mean()
+        )  # a stable sort: ties keep the grid's order
+        pairs = list(dict.fromkeys((s.params, s.lr) for s in ranked))[:n_finalists]
+        finalists[name] = [Setting(name, p, lr, st) for p, lr in pairs for st in steps]
+    final = _Scores()
+    if rest.n_tasks:
+        chosen = [s for group in finalists.values() for s in group]
+        final = score_settings(chosen, modules, module_factory, rest, X_val, **kwargs)
+        for s in chosen:
+            final.accuracy[s] = np.concatenate([screening.accuracy[s], final.accuracy[s]])
+            final.failed[s] = np.concatenate([screening.failed[s], final.failed[s]])
+        for name, seconds in screening.seconds.items():
+            final.seconds[name] = final.seconds.get(name, 0.0) + seconds
+    else:
+        final = screening
     picks = {}
     for name, grid in families.items():
-        best = _best(scores, name, points[name], grids[name], grid_steps)
+        best = _best(final, finalists[name])
         edges = []
         if len(grids[name]) > 1 and best.lr in (grids[name][0], grids[name][-1]):
             edges.append("lr")
-        if len(grid_steps) > 1 and best.steps in (min(grid_steps), max(grid_steps)):
+        if len(steps) > 1 and best.steps in (steps[0], steps[-1]):
             edges.append("steps")
         for key, value in best.params:
             values = sorted(grid[key])
@@ -276,17 +299,14 @@ def tune(
                 edges.append(key)
         picks[name] = {
             "setting": best,
-            "score": float(scores.accuracy[best].mean()),
+            "score": float(final.accuracy[best].mean()),
             "at_edge": edges,
             "lr_grid": grids[name],
         }
-    return picks, scores
+    return picks, screening, final
 
 
-def _best(scores: _Scores, name, points, lrs, steps) -> Setting:
-    candidates = [
-        Setting(name, p, lr, int(st)) for p in points for lr in lrs for st in sorted(steps)
-    ]
+def _best(scores: _Scores, candidates: Sequence[Setting]) -> Setting:
     means = [scores.accuracy[s].mean() for s in candidates]
     return candidates[int(np.argmax(means))]  # first maximum: ties go to the earlier point
 
@@ -396,6 +416,8 @@ def small_data_benchmark(
     grid_lr: Sequence[float] = (0.01, 0.03, 0.1, 0.3),
     grid_steps: Sequence[int] = (50, 100, 200),
     max_lr_extensions: int = 3,
+    n_screening_tasks: int = 5,
+    n_finalists: int = 3,
     momentum: float = 0.9,
     random_state: int = 0,
     device: str = "cpu",
@@ -428,6 +450,10 @@ def small_data_benchmark(
         SGD steps.
     max_lr_extensions : int
         How many times a loss's lr grid may be extended.
+    n_screening_tasks, n_finalists : int
+        Successive halving of the tuning (see :func:`tune`): every setting runs on the
+        first ``n_screening_tasks`` tuning tasks, each loss's ``n_finalists`` best
+        (hyperparameters, lr) pairs on all of them.
     momentum : float
         SGD momentum.
     random_state : int
@@ -459,16 +485,17 @@ def small_data_benchmark(
         tuning = _shared_tasks(X_pool, y_pool, k, n_tuning_tasks, _rng(random_state, 0, k))
         test = _shared_tasks(X_test, y_test, k, n_tasks, _rng(random_state, 1, k))
         for arch in architectures:
-            picks, tuning_scores = tune(
+            picks, screening, final = tune(
                 families, modules, factories[arch], tuning, X_pool, grid_lr=grid_lr,
                 grid_steps=grid_steps, max_lr_extensions=max_lr_extensions,
+                n_screening_tasks=n_screening_tasks, n_finalists=n_finalists,
                 momentum=momentum, device=device,
             )  # fmt: skip
             chosen = [pick["setting"] for pick in picks.values()]
             test_scores = score_settings(
                 chosen, modules, factories[arch], test, X_test, momentum=momentum, device=device
             )
-            entry = _entry(arch, k, picks, tuning_scores, test_scores, baselines, losses)
+            entry = _entry(arch, k, picks, (screening, final), test_scores, baselines, losses)
             results.append(entry)
             if log is not None:
                 for name in families:
@@ -486,6 +513,8 @@ def small_data_benchmark(
             "grid_lr": sorted(float(v) for v in grid_lr),
             "grid_steps": sorted(int(v) for v in grid_steps),
             "max_lr_extensions": int(max_lr_extensions),
+            "n_screening_tasks": int(min(n_screening_tasks, n_tuning_tasks)),
+            "n_finalists": int(n_finalists),
             "momentum": float(momentum),
             "random_state": int(random_state),
             "n_pool": int(len(y_pool)),
@@ -499,19 +528,19 @@ def small_data_benchmark(
     }
 
 
-def _entry(arch, k, picks, tuning_scores, test_scores, baselines, losses) -> dict:
+def _entry(arch, k, picks, tuning, test_scores, baselines, losses) -> dict:
+    screening, final = tuning
     records = {}
     for name, pick in picks.items():
         setting = pick["setting"]
-        grid = [
-            {
-                **s.record(),
-                "score": float(acc.mean()),
-                "n_failed": int(tuning_scores.failed[s].sum()),
-            }
-            for s, acc in tuning_scores.accuracy.items()
-            if s.loss == name
-        ]
+        grid = []
+        for s, acc in screening.accuracy.items():
+            if s.loss == name:
+                point = {**s.record(), "screening_score": float(acc.mean())}
+                if s in final.accuracy:
+                    point["score"] = float(final.accuracy[s].mean())
+                    point["n_failed"] = int(final.failed[s].sum())
+                grid.append(point)
         evolution = getattr(losses.get(name), "metadata", {}).get("evolution_seconds")
         records[name] = {
             **setting.record(),
@@ -523,7 +552,7 @@ def _entry(arch, k, picks, tuning_scores, test_scores, baselines, losses) -> dic
             "test_accuracy": test_scores.accuracy[setting].tolist(),
             "test_failed": int(test_scores.failed[setting].sum()),
             "seconds": {
-                "tuning": tuning_scores.seconds[name],
+                "tuning": final.seconds[name],
                 "test": test_scores.seconds[name],
                 "evolution": evolution,
             },
@@ -621,8 +650,10 @@ def benchmark_markdown(result: dict) -> str:
         "",
         f"{s['n_tasks']} paired test tasks per k from the test split ({s['n_test']} images; "
         f"accuracy on the rest of it). Tuned per (loss, architecture, k) on "
-        f"{s['n_tuning_tasks']} tasks from the training pool ({s['n_pool']} images), then "
-        f"frozen: lr from {s['grid_lr']} (extended up to {s['max_lr_extensions']} times while "
+        f"{s['n_tuning_tasks']} tasks from the training pool ({s['n_pool']} images; every "
+        f"setting screened on {s['n_screening_tasks']} of them, each loss's "
+        f"{s['n_finalists']} best (hyperparameters, lr) on all), then frozen: lr from "
+        f"{s['grid_lr']} (extended up to {s['max_lr_extensions']} times while "
         f"the pick is on an edge) × steps ∈ {s['grid_steps']}, and each classical loss over "
         f"its own hyperparameters ({grids}). Learned losses get the same lr and steps grid. "
         f"Baseline: {s['baseline_rule']}. Search cost: the loss's share of the tuning wall "

@@ -89,7 +89,7 @@ def test_each_loss_is_tuned_over_its_own_hyperparameters(splits, tasks):
         ("label_smoothing", (("smoothing", e),)): ClassicalLoss("label_smoothing", smoothing=e)
         for e in (0.1, 0.9)
     } | {("cross_entropy", ()): ClassicalLoss("cross_entropy")}
-    picks, scores = tune(
+    picks, scores, _ = tune(
         families, modules, factory, tasks, X_pool, grid_lr=[0.1, 0.3, 1.0], grid_steps=[5, 10]
     )
     ls_settings = [s for s in scores.accuracy if s.loss == "label_smoothing"]
@@ -105,7 +105,7 @@ def test_lr_grid_is_extended_while_the_pick_is_on_its_edge(splits, tasks):
     factory = architecture_factory("mlp", X_pool.shape[1:], 10)
     modules = {("cross_entropy", ()): ClassicalLoss("cross_entropy")}
     # far too small a step: every extension moves up, by the grid's own ratio
-    picks, _ = tune(
+    picks, _, _ = tune(
         {"cross_entropy": {}}, modules, factory, tasks, X_pool,
         grid_lr=[0.003, 0.006], grid_steps=[10], max_lr_extensions=2,
     )  # fmt: skip
@@ -114,7 +114,7 @@ def test_lr_grid_is_extended_while_the_pick_is_on_its_edge(splits, tasks):
     assert pick["setting"].lr == pytest.approx(0.024)
     assert pick["at_edge"] == ["lr"]  # still on the edge after the last extension: reported
     # a grid that brackets the optimum is not extended
-    picks, _ = tune(
+    picks, _, _ = tune(
         {"cross_entropy": {}}, modules, factory, tasks, X_pool,
         grid_lr=[1e-4, 0.3, 1000.0], grid_steps=[10], max_lr_extensions=2,
     )  # fmt: skip
@@ -179,3 +179,31 @@ def test_bad_arguments_are_refused_before_any_training(splits):
         small_data_benchmark(X_pool, y_pool, X_test, y_test, baselines=[], ks=[1])
     with pytest.raises(ValueError, match="taken by classical"):
         small_data_benchmark(X_pool, y_pool, X_test, y_test, {"mse": ClassicalLoss("mse")}, ks=[1])
+
+
+def test_screening_keeps_the_best_settings_and_picks_on_all_tasks(splits):
+    X_pool, y_pool = splits[:2]
+    batch = _shared_tasks(X_pool, y_pool, 2, 5, np.random.RandomState(2))
+    factory = architecture_factory("mlp", X_pool.shape[1:], 10)
+    values = (0.1, 0.5, 0.9)
+    modules = {
+        ("label_smoothing", (("smoothing", e),)): ClassicalLoss("label_smoothing", smoothing=e)
+        for e in values
+    }
+    picks, screening, final = tune(
+        {"label_smoothing": {"smoothing": values}}, modules, factory, batch, X_pool,
+        grid_lr=[0.1, 0.3, 1.0], grid_steps=[5, 10], n_screening_tasks=2, n_finalists=2,
+        max_lr_extensions=0,
+    )  # fmt: skip
+    assert len(screening.accuracy) == 3 * 3 * 2  # every setting screened...
+    assert all(len(a) == 2 for a in screening.accuracy.values())  # ...on 2 tasks
+    finalist_pairs = {(s.params, s.lr) for s in final.accuracy}
+    assert len(finalist_pairs) == 2 and len(final.accuracy) == 2 * 2  # 2 pairs x 2 step counts
+    assert all(len(a) == 5 for a in final.accuracy.values())  # finalists run on all tasks
+    ranked = sorted(screening.accuracy, key=lambda s: -screening.accuracy[s].mean())
+    assert (ranked[0].params, ranked[0].lr) in finalist_pairs
+    pick = picks["label_smoothing"]
+    assert pick["score"] == max(a.mean() for a in final.accuracy.values())
+    # the first tasks are shared: a finalist's first scores are its screening scores
+    s = pick["setting"]
+    np.testing.assert_array_equal(final.accuracy[s][:2], screening.accuracy[s])

@@ -1,9 +1,11 @@
-"""Benchmark v2 on Fashion-MNIST: the default CNN and MLP at k = 1 .. 50.
+"""Benchmark v2 on Fashion-MNIST: the default CNN and MLP (and mlp2) at k = 1 .. 50.
 
 Every classical loss tuned over its own hyperparameters, lr and steps on 20 train-split
-tasks; 100 paired test-split tasks per row. Learned losses: the shipped per-class loss and
-the joint loss of evolution config B, each with its linear and network parts
-(``benchmarks/ablations/loss_parts.py``). Writes ``benchmarks/results/small_data_v2/``.
+tasks (every setting screened on 5, each loss's 3 best (hyperparameters, lr) on all 20);
+100 paired test-split tasks per row. Learned losses: the shipped per-class loss and the
+joint loss of evolution config B, each with its linear and network parts
+(``benchmarks/ablations/loss_parts.py``). Writes
+``benchmarks/results/small_data_v2_<architectures>/``.
 
     python benchmarks/runs/small_data_v2.py cnn &   # one process per architecture
     python benchmarks/runs/small_data_v2.py mlp mlp2
@@ -32,6 +34,11 @@ if __name__ == "__main__":
         ks=(1, 5, 10, 20, 50),
         n_tasks=100,
         n_tuning_tasks=20,
+        n_screening_tasks=5,
+        n_finalists=3,
+        # the validation images dominate a tuning run's cost; 2000 keeps the run in hours
+        pool_size=2000,
+        test_size=2000,
         output=f"benchmarks/results/small_data_v2_{'_'.join(architectures)}",
         # one thread per process: on a loaded machine torch's intra-op threads wait on each
         # other (a CNN predicted 3000 images 60x slower with 2 threads than with 1)
