@@ -50,6 +50,7 @@ extensions = [
     "matplotlib.sphinxext.plot_directive",
     "benchmark_results",  # docs/_ext: benchmarks/results/*.md -> docs/generated/
     "api_coverage",  # docs/_ext: every public name must be in api.rst
+    "cli_help",  # docs/_ext: `.. cli-help:: evolve` prints the generated --help
 ]
 
 templates_path = ["_templates"]

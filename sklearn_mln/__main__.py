@@ -204,11 +204,10 @@ def _evolve(args, command: str) -> int:
     losses = {name: ClassicalLoss(name) for name in ("cross_entropy", "mse")}
     print(_compare(args, params, {**losses, "evolved": evolver.meta_loss_}, X_test, y_test))
     loss = evolver.meta_loss_
-    loss.metadata.update(
-        provenance(
-            command=command, seed=args.seed, started=started, threads=torch.get_num_threads()
-        )
-    )
+    if "commit" not in loss.metadata:  # provenance, unless the estimator recorded it
+        threads = torch.get_num_threads()
+        loss.metadata.update(provenance(seed=args.seed, started=started, threads=threads))
+    loss.metadata["command"] = command  # what the estimator cannot know
     loss.metadata["dataset"] = str(Path(args.data).resolve()) if args.data else args.dataset
     loss.metadata["data"] = _split_description(args, len(y_pool), len(y_test))
     loss.metadata["evolution_seconds"] = round(seconds, 1)

@@ -475,3 +475,12 @@ def test_evaluate_a_saved_loss_on_the_same_held_out_half(
     table = capsys.readouterr().out
     for name in ("cross_entropy", "mse", "label_smoothing", "focal", str(out)):
         assert name in table
+
+
+def test_architecture_page_names_every_module():
+    """docs/architecture.rst is kept true: every module of the package has its row."""
+    page = (ROOT / "docs" / "architecture.rst").read_text()
+    package = Path(sklearn_mln.__file__).parent
+    modules = {p.stem for p in package.glob("*.py") if p.stem != "__init__"} | {"pretrained"}
+    missing = {m for m in modules if f"``{m}``" not in page}
+    assert not missing, f"docs/architecture.rst does not say what {sorted(missing)} own"
