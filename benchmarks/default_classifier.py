@@ -36,10 +36,10 @@ from sklearn_mln.benchmark import (
     _rng,
     _shared_tasks,
     architecture_factory,
-    dataset_splits,
     score_settings,
     summarize,
 )
+from sklearn_mln.datasets import load_splits
 
 ARCHITECTURE, K = "cnn", 10  # the row the target is set on
 
@@ -99,7 +99,7 @@ def main(folder: str) -> None:
     settings = result["settings"]
     seed = settings["random_state"]
     name, params, lr, steps, regrets = choose_default(result)
-    X_pool, y_pool, X_test, y_test = dataset_splits(
+    X_pool, y_pool, X_test, y_test = load_splits(
         settings["dataset"], seed=seed, pool_size=settings["n_pool"], test_size=settings["n_test"]
     )
     default = Setting(name, tuple(sorted(params.items())), lr, steps)

@@ -1,28 +1,14 @@
-"""Does an evolved loss beat *tuned* classical losses on small-data tasks? (issue 5)
+"""Does a learned loss beat classical losses tuned on their own terms, on small-data tasks?
 
 Meta-train is the training split only, meta-test fresh tasks from the test split: ``k``
-images per class to train on, accuracy on the rest of the test split. For every k the
-tasks and the classifiers' initial weights are shared by all losses and architectures
-(paired design). Each (loss, architecture, k) — evolved losses included — gets its own SGD
-learning rate and number of steps (momentum 0.9, full batch), tuned on tasks drawn from the
-training split and scored on other training-split images, then frozen for the test tasks.
-
-Losses: cross_entropy, mse (softmax vs one-hot), label_smoothing (0.1), focal (gamma 2),
-plus every ``--loss NAME=PATH`` (a .mln file or a pretrained name).
-
-Architectures: ``cnn`` (SmallCNN, channels (8, 16), the default evolution trains on),
-``mlp`` (784-64-10) and ``cnn-wide`` (SmallCNN, channels (16, 32)), an architecture the
-evolved loss never saw (transfer); ``mlp2`` (hidden (128, 64)) is available as well.
-
-The baseline of each table is the classical loss with the best *tuning* (meta-train) score.
-Picking the one with the best mean *test* accuracy would use the test data to choose, and
-the maximum of several noisy means is biased upwards (winner's curse). Reported per
-(architecture, k):
-mean ± sd test accuracy, paired difference to the baseline with a 95 % CI, wins / ties /
-losses and a Wilcoxon signed-rank p-value; failed trainings keep their real accuracy.
+images per class to train on, accuracy on the rest of the test split. Every classical loss
+is tuned over its own hyperparameters (label smoothing over ε, Poly-1 over ε, focal over γ)
+and over the SGD learning rate and steps; learned losses over lr and steps, with the same
+budget. The lr grid grows while a pick lies on its edge. The baseline of each row is the
+classical loss with the best *tuning* score. See :mod:`sklearn_mln.benchmark`.
 
 Output (``--output``, default ``benchmarks/results/small_data/``, written atomically):
-``results.json`` (settings, tuning grids, per-task test accuracies, summaries),
+``results.json`` (settings, tuning grids, per-task test accuracies, summaries, provenance),
 ``results.md`` and ``accuracy_vs_k.png``. Progress goes to stderr.
 
     python benchmarks/small_data.py --loss evolved=mln-fashion-mnist.mln   # full run: hours
@@ -30,7 +16,8 @@ Output (``--output``, default ``benchmarks/results/small_data/``, written atomic
         --grid-steps 10 --architectures mlp --test-size 300 --pool-size 600   # smoke run
     python benchmarks/small_data.py --dataset cifar10 --data-home ~/data/cifar-10-batches-py
 
-The same command is ``python -m sklearn_mln benchmark ...``.
+The same command is ``python -m sklearn_mln benchmark ...``; the committed runs are the
+scripts of ``benchmarks/runs/``.
 """
 
 from __future__ import annotations

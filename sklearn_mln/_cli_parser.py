@@ -15,8 +15,8 @@ from numbers import Integral
 from sklearn.utils._param_validation import Interval
 
 from ._cli import Preset, Value, add_options, options_for
-from ._evaluation import ARCHITECTURES, BENCHMARK_BASELINES, small_data_benchmark
 from ._evolver import MLNEvolver
+from .benchmark import ARCHITECTURES, CLASSICAL_GRIDS, small_data_benchmark
 
 DATASETS = ("digits", "fashion-mnist", "cifar10")
 #: MLNEvolver parameters the command line sets through its own options
@@ -24,7 +24,12 @@ EVOLVER_PROVIDED = {"module": "--classifier", "random_state": "--seed", "verbose
 #: MLNEvolver parameters of ``evaluate`` (the training of the compared classifiers)
 EVALUATE_PARAMETERS = ("n_shots", "inner_lr", "inner_steps", "inner_momentum", "device")
 #: benchmark parameters the command line sets through its own options
-BENCHMARK_PROVIDED = {"random_state": "--seed", "log": "--quiet"}
+BENCHMARK_PROVIDED = {
+    "random_state": "--seed",
+    "log": "--quiet",
+    "losses": "--loss",
+    "on_row": "--output",
+}
 #: second spellings of options, kept because recorded commands use them
 ALIASES = {
     "n_shots": "--shots",
@@ -49,7 +54,7 @@ BENCHMARK_OPTIONS, _ = options_for(
     small_data_benchmark,
     skip=tuple(BENCHMARK_PROVIDED),
     aliases=ALIASES,
-    choices={"architectures": tuple(ARCHITECTURES)},
+    choices={"architectures": tuple(ARCHITECTURES), "baselines": tuple(CLASSICAL_GRIDS)},
 )
 #: argparse type of the command line's own counts
 POSITIVE = Value([Interval(Integral, 1, None, closed="left")])
@@ -166,20 +171,13 @@ def _benchmark_options(p) -> None:
         help="an evolved loss to compare (a .mln file or a pretrained name); repeatable",
     )
     p.add_argument(
-        "--baselines",
-        nargs="+",
-        choices=BENCHMARK_BASELINES,
-        default=list(BENCHMARK_BASELINES),
-        help="classical losses to compare with (default: all)",
-    )
-    p.add_argument(
         "--pool-size",
         type=POSITIVE,
-        default=5000,
-        help="training-split images for tuning tasks and their validation (default: 5000)",
+        default=4000,
+        help="training-split images for tuning tasks and their validation (default: 4000)",
     )
     p.add_argument(
-        "--test-size", type=POSITIVE, default=None, help="subsample the test split (default: all)"
+        "--test-size", type=POSITIVE, default=3000, help="subsample the test split (default: 3000)"
     )
     p.add_argument(
         "--output",

@@ -57,7 +57,9 @@ __all__ = [
     "ARCHITECTURES",
     "CLASSICAL_GRIDS",
     "benchmark_markdown",
+    "comparison_table",
     "paired_accuracies",
+    "run_benchmark",
     "small_data_benchmark",
     "summarize",
     "write_benchmark_report",
@@ -422,6 +424,7 @@ def small_data_benchmark(
     random_state: int = 0,
     device: str = "cpu",
     log: Callable[[str], None] | None = None,
+    on_row: Callable[[dict], None] | None = None,
 ) -> dict:
     """Compare losses on small-data tasks: tuned on the pool, tested on fresh test tasks.
 
@@ -462,6 +465,9 @@ def small_data_benchmark(
         Torch device of the inner loop.
     log : callable, optional
         Receives one progress line per (architecture, k, loss).
+    on_row : callable, optional
+        Receives the result so far (same form as the return value) after each
+        (architecture, k) row, so that a long run can save what it has done.
 
     Returns
     -------
@@ -481,6 +487,36 @@ def small_data_benchmark(
     n_classes = int(max(y_pool.max(), y_test.max())) + 1
     factories = {a: architecture_factory(a, X_pool.shape[1:], n_classes) for a in architectures}
     results = []
+
+    def result() -> dict:
+        return {
+            "settings": {
+                "architectures": {a: ARCHITECTURES[a][0] for a in architectures},
+                "baselines": {
+                    name: {key: list(v) for key, v in CLASSICAL_GRIDS[name].items()}
+                    for name in baselines
+                },
+                "losses": {name: repr(loss) for name, loss in losses.items()},
+                "ks": [int(k) for k in ks],
+                "n_tasks": int(n_tasks),
+                "n_tuning_tasks": int(n_tuning_tasks),
+                "grid_lr": sorted(float(v) for v in grid_lr),
+                "grid_steps": sorted(int(v) for v in grid_steps),
+                "max_lr_extensions": int(max_lr_extensions),
+                "n_screening_tasks": int(min(n_screening_tasks, n_tuning_tasks)),
+                "n_finalists": int(n_finalists),
+                "momentum": float(momentum),
+                "random_state": int(random_state),
+                "n_pool": int(len(y_pool)),
+                "n_test": int(len(y_test)),
+                "baseline_rule": "the classical loss with the best tuning (meta-train) score",
+            },
+            "results": list(results),
+            "provenance": provenance(
+                seed=int(random_state), started=started, threads=torch.get_num_threads()
+            ),
+        }
+
     for k in ks:
         tuning = _shared_tasks(X_pool, y_pool, k, n_tuning_tasks, _rng(random_state, 0, k))
         test = _shared_tasks(X_test, y_test, k, n_tasks, _rng(random_state, 1, k))
@@ -500,32 +536,9 @@ def small_data_benchmark(
             if log is not None:
                 for name in families:
                     log(_progress_line(arch, k, name, entry["losses"][name]))
-    return {
-        "settings": {
-            "architectures": {a: ARCHITECTURES[a][0] for a in architectures},
-            "baselines": {
-                name: {k: list(v) for k, v in CLASSICAL_GRIDS[name].items()} for name in baselines
-            },
-            "losses": {name: repr(loss) for name, loss in losses.items()},
-            "ks": [int(k) for k in ks],
-            "n_tasks": int(n_tasks),
-            "n_tuning_tasks": int(n_tuning_tasks),
-            "grid_lr": sorted(float(v) for v in grid_lr),
-            "grid_steps": sorted(int(v) for v in grid_steps),
-            "max_lr_extensions": int(max_lr_extensions),
-            "n_screening_tasks": int(min(n_screening_tasks, n_tuning_tasks)),
-            "n_finalists": int(n_finalists),
-            "momentum": float(momentum),
-            "random_state": int(random_state),
-            "n_pool": int(len(y_pool)),
-            "n_test": int(len(y_test)),
-            "baseline_rule": "the classical loss with the best tuning (meta-train) score",
-        },
-        "results": results,
-        "provenance": provenance(
-            seed=int(random_state), started=started, threads=torch.get_num_threads()
-        ),
-    }
+            if on_row is not None:
+                on_row(result())
+    return result()
 
 
 def _entry(arch, k, picks, tuning, test_scores, baselines, losses) -> dict:
@@ -589,7 +602,24 @@ def _cost(record: dict) -> str:
     return text
 
 
-def format_table(entry: dict) -> str:
+def comparison_table(rows: list[dict], baseline: str) -> str:
+    """A markdown table of :func:`summarize` rows (accuracy, paired Δ to ``baseline``)."""
+    lines = [
+        f"| loss | accuracy (mean ± sd) | Δ vs {baseline} (95 % CI) | wins/ties/losses | p |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if r["loss"] == baseline:
+            delta = wtl = p = "–"
+        else:
+            delta = f"{r['delta']:+.4f} ± {r['ci95']:.4f}"
+            wtl = f"{r['wins']}/{r['ties']}/{r['losses']}"
+            p = f"{r['p_wilcoxon']:.3g}"
+        lines.append(f"| {r['loss']} | {r['mean']:.4f} ± {r['sd']:.4f} | {delta} | {wtl} | {p} |")
+    return "\n".join(lines)
+
+
+def _entry_table(entry: dict) -> str:
     """The markdown table of one (architecture, k) entry of :func:`small_data_benchmark`."""
     baseline = entry["baseline"]
     lines = [
@@ -669,7 +699,7 @@ def benchmark_markdown(result: dict) -> str:
             f"## {entry['architecture']}, k = {entry['k']} "
             f"({s['architectures'][entry['architecture']]})",
             "",
-            format_table(entry),
+            _entry_table(entry),
             "",
         ]
     return "\n".join(lines) + "\n"
@@ -701,6 +731,8 @@ def write_benchmark_report(result: dict, output) -> dict[str, Path]:
 def run_benchmark(
     dataset: str = "fashion-mnist",
     *,
+    data=None,
+    label_column=None,
     data_home=None,
     pool_size: int | None = 4000,
     test_size: int | None = 3000,
@@ -708,6 +740,7 @@ def run_benchmark(
     output=None,
     threads: int | None = None,
     log: Callable[[str], None] | None = None,
+    command: str | None = None,
     **options,
 ) -> dict:
     """Load a data set's splits, run :func:`small_data_benchmark`, write its report.
@@ -716,7 +749,9 @@ def run_benchmark(
     ----------
     dataset : {"fashion-mnist", "digits", "cifar10"}
         Its training split is the pool, its test split the test images (digits: a
-        stratified half each).
+        stratified half each); see :func:`sklearn_mln.datasets.load_splits`.
+    data, label_column : optional
+        The user's own data file instead of ``dataset`` (split 50 / 50).
     data_home : path, optional
         Folder of the data set's files (see :mod:`sklearn_mln.datasets`).
     pool_size, test_size : int or None
@@ -725,15 +760,19 @@ def run_benchmark(
         Learned losses to compare, each ``NAME=PATH`` or ``PATH`` (a ``.mln`` file or a
         pretrained name; the name defaults to the file's stem).
     output : path, optional
-        Folder the report is written to; nothing is written without it.
+        Folder the report is written to, after every row (a long run keeps what it has
+        done); nothing is written without it.
     threads : int, optional
         torch threads for the run, restored afterwards.
     log : callable, optional
         Receives progress lines.
+    command : str, optional
+        The command recorded in the provenance (default: this process's command line).
     **options
         Keyword arguments of :func:`small_data_benchmark`.
     """
     from ._meta_loss import resolve_loss
+    from .datasets import load_splits
 
     resolved = {}
     for spec in losses:
@@ -743,59 +782,30 @@ def run_benchmark(
             raise ValueError(f"Loss name {name!r} is given twice; use NAME=PATH.")
         resolved[name] = resolve_loss(path)
     seed = int(options.get("random_state", 0))
-    X_pool, y_pool, X_test, y_test = dataset_splits(
-        dataset, data_home=data_home, seed=seed, pool_size=pool_size, test_size=test_size
-    )
+    X_pool, y_pool, X_test, y_test = load_splits(
+        dataset, data_home=data_home, pool_size=pool_size, test_size=test_size, seed=seed,
+        data=data, label_column=label_column,
+    )  # fmt: skip
+    _, y_pool = np.unique(y_pool, return_inverse=True)
+    _, y_test = np.unique(y_test, return_inverse=True)
+
+    def completed(result: dict) -> dict:
+        result["settings"]["dataset"] = Path(data).stem if data is not None else dataset
+        result["settings"]["loss_files"] = list(losses)
+        if command is not None:
+            result["provenance"]["command"] = command
+        if output is not None:
+            write_benchmark_report(result, output)
+        return result
+
     previous = torch.get_num_threads()
     torch.set_num_threads(threads or previous)
     try:
-        result = small_data_benchmark(X_pool, y_pool, X_test, y_test, resolved, log=log, **options)
+        result = small_data_benchmark(
+            X_pool, y_pool, X_test, y_test, resolved, log=log, on_row=completed, **options
+        )
     finally:
         torch.set_num_threads(previous)
-    result["settings"]["dataset"] = dataset
-    result["settings"]["loss_files"] = list(losses)
-    if output is not None:
-        paths = write_benchmark_report(result, output)
-        if log is not None:
-            log(f"Wrote {', '.join(str(p) for p in paths.values())}.")
-    return result
-
-
-def dataset_splits(
-    dataset: str,
-    *,
-    data_home=None,
-    seed: int = 0,
-    pool_size: int | None = None,
-    test_size: int | None = None,
-):
-    """``(X_pool, y_pool, X_test, y_test)`` of a data set, labels encoded ``0 .. C-1``.
-
-    Fashion-MNIST and CIFAR-10 use their own train / test splits; digits is split 50 / 50
-    (stratified, ``seed``). ``pool_size`` and ``test_size`` subsample each split
-    (stratified, ``seed``).
-    """
-    from sklearn.model_selection import train_test_split
-
-    from . import datasets
-
-    loaders = {"fashion-mnist": datasets.load_fashion_mnist, "cifar10": datasets.load_cifar10}
-    if dataset == "digits":
-        X, y = datasets.load_digits_images(return_X_y=True)
-        X_pool, X_test, y_pool, y_test = train_test_split(
-            X, y, test_size=0.5, stratify=y, random_state=seed
-        )
-    elif dataset in loaders:
-        X_pool, y_pool = loaders[dataset]("train", data_home=data_home, return_X_y=True)
-        X_test, y_test = loaders[dataset]("test", data_home=data_home, return_X_y=True)
-    else:
-        raise ValueError(f"Unknown dataset {dataset!r}; choose from {['digits', *loaders]}.")
-    if pool_size is not None and pool_size < len(y_pool):
-        X_pool, _, y_pool, _ = train_test_split(
-            X_pool, y_pool, train_size=pool_size, stratify=y_pool, random_state=seed
-        )
-    if test_size is not None and test_size < len(y_test):
-        X_test, _, y_test, _ = train_test_split(
-            X_test, y_test, train_size=test_size, stratify=y_test, random_state=seed
-        )
-    return X_pool, y_pool, X_test, y_test
+    if output is not None and log is not None:
+        log(f"Wrote {output}/results.json, results.md and accuracy_vs_k.png.")
+    return completed(result)

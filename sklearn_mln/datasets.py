@@ -352,3 +352,65 @@ def load_cifar10(subset="train", *, data_home=None, return_X_y=False):
     X /= 255.0
     descr = f"CIFAR-10 {subset} set ({len(y)} images from {', '.join(names)}) in {folder}."
     return _result(X, y, CIFAR10_CLASSES, descr, return_X_y)
+
+
+def load_splits(
+    dataset="digits",
+    *,
+    data_home=None,
+    pool_size=None,
+    test_size=None,
+    seed=0,
+    data=None,
+    label_column=None,
+):
+    """``(X_pool, y_pool, X_test, y_test)`` of a data set: evolution and tuning see the pool.
+
+    Digits and a ``data`` file (see :func:`~sklearn_mln._user_data.read_data_file`) are
+    split 50 / 50 (stratified, ``seed``); Fashion-MNIST and CIFAR-10 use their own train /
+    test splits. ``pool_size`` and ``test_size`` subsample a split (stratified, ``seed``).
+
+    Parameters
+    ----------
+    dataset : {"digits", "fashion-mnist", "cifar10"}, default="digits"
+    data_home : str or path-like, optional
+        Folder of the Fashion-MNIST IDX files or the CIFAR-10 python batches.
+    pool_size, test_size : int, optional
+        Stratified subsample sizes; ``None`` keeps the whole split.
+    seed : int, default=0
+    data : str or path-like, optional
+        A file or folder of the user's own data, instead of ``dataset``.
+    label_column : str or int, optional
+        The label column of a CSV ``data`` file.
+
+    Returns
+    -------
+    X_pool, y_pool, X_test, y_test : ndarray
+    """
+    from sklearn.model_selection import train_test_split
+
+    from ._user_data import read_data_file
+
+    loaders = {"fashion-mnist": load_fashion_mnist, "cifar10": load_cifar10}
+    if data is not None or dataset == "digits":
+        if data is not None:
+            X, y = read_data_file(data, label_column=label_column)
+        else:
+            X, y = load_digits_images(return_X_y=True)
+        X_pool, X_test, y_pool, y_test = train_test_split(
+            X, y, test_size=0.5, stratify=y, random_state=seed
+        )
+    elif dataset in loaders:
+        X_pool, y_pool = loaders[dataset]("train", data_home=data_home, return_X_y=True)
+        X_test, y_test = loaders[dataset]("test", data_home=data_home, return_X_y=True)
+    else:
+        raise ValueError(f"Unknown dataset {dataset!r}; choose from {['digits', *loaders]}.")
+    if pool_size is not None and pool_size < len(y_pool):
+        X_pool, _, y_pool, _ = train_test_split(
+            X_pool, y_pool, train_size=pool_size, stratify=y_pool, random_state=seed
+        )
+    if test_size is not None and test_size < len(y_test):
+        X_test, _, y_test, _ = train_test_split(
+            X_test, y_test, train_size=test_size, stratify=y_test, random_state=seed
+        )
+    return X_pool, y_pool, X_test, y_test

@@ -19,6 +19,7 @@ from sklearn_mln.benchmark import (
     _shared_tasks,
     architecture_factory,
     benchmark_markdown,
+    run_benchmark,
     score_settings,
     small_data_benchmark,
     tune,
@@ -207,3 +208,27 @@ def test_screening_keeps_the_best_settings_and_picks_on_all_tasks(splits):
     # the first tasks are shared: a finalist's first scores are its screening scores
     s = pick["setting"]
     np.testing.assert_array_equal(final.accuracy[s][:2], screening.accuracy[s])
+
+
+def test_a_long_run_reports_after_every_row(splits, tmp_path):
+    X_pool, y_pool, X_test, y_test = splits
+    seen = []
+
+    def rows(partial):
+        seen.append([(e["architecture"], e["k"]) for e in partial["results"]])
+
+    result = small_data_benchmark(
+        X_pool, y_pool, X_test, y_test, baselines=["cross_entropy"], architectures=["mlp"],
+        on_row=rows,
+        **{**TINY, "ks": [2, 1]},
+    )  # fmt: skip
+    assert seen == [[("mlp", 2)], [("mlp", 2), ("mlp", 1)]]
+    assert len(result["results"]) == 2
+    out = tmp_path / "out"
+    run = run_benchmark(
+        "digits", losses=[], output=out, command="python the-command", architectures=["mlp"],
+        baselines=["cross_entropy"], pool_size=None, test_size=None, **TINY,
+    )  # fmt: skip
+    written = json.loads((out / "results.json").read_text())
+    assert written["provenance"]["command"] == "python the-command"
+    assert written["results"] == run["results"] and written["settings"]["dataset"] == "digits"

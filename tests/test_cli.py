@@ -33,8 +33,8 @@ from sklearn_mln._cli_parser import (
     PRESETS,
     build_parser,
 )
-from sklearn_mln._evaluation import small_data_benchmark
 from sklearn_mln._meta_loss import ACTIVATIONS, INPUTS, STRUCTURES
+from sklearn_mln.benchmark import ARCHITECTURES, CLASSICAL_GRIDS, small_data_benchmark
 
 pytestmark = [pytest.mark.usefixtures("no_data_env"), pytest.mark.timeout(120)]
 ROOT = Path(sklearn_mln.__file__).resolve().parents[1]
@@ -96,9 +96,8 @@ def test_choices_come_from_the_library_constants():
         assert actions[name].metavar == "{" + ",".join(sorted(constant)) + "}"
     assert actions["activation"].metavar == "{" + ",".join(sorted(ACTIVATIONS)) + "}"
     bench = {o.name: o for o in BENCHMARK_OPTIONS}
-    from sklearn_mln._evaluation import ARCHITECTURES
-
     assert bench["architectures"].convert.choices == tuple(ARCHITECTURES)
+    assert bench["baselines"].convert.choices == tuple(CLASSICAL_GRIDS)
 
 
 def test_benchmark_options_follow_the_function():

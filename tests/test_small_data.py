@@ -1,4 +1,5 @@
-"""Smoke tests of the small-data benchmark (benchmarks/small_data.py, issue 5): tiny settings."""
+"""``python -m sklearn_mln benchmark`` end to end, on tiny settings (the protocol itself is
+tested in test_benchmark.py)."""
 
 import json
 import pickle
@@ -6,64 +7,49 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from sklearn_mln import ClassicalLoss, MetaLossNetwork
+from sklearn_mln import MetaLossNetwork
 from sklearn_mln.__main__ import main
-from sklearn_mln._evaluation import BENCHMARK_BASELINES, small_data_benchmark
-from sklearn_mln.datasets import load_digits_images
+from sklearn_mln._provenance import REQUIRED_KEYS
+from sklearn_mln.benchmark import CLASSICAL_GRIDS
 
 pytest.importorskip("matplotlib")
+pytestmark = pytest.mark.usefixtures("no_data_env", "one_torch_thread")
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 TINY = ["--tasks", "3", "--tuning-tasks", "2", "--grid-lr", "0.03", "0.1", "--grid-steps", "10"]
 OUTPUTS = {"results.json", "results.md", "accuracy_vs_k.png"}
 
 
-@pytest.fixture(autouse=True)
-def _no_env_data(monkeypatch):
-    monkeypatch.delenv("SKLEARN_MLN_DATA", raising=False)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: tiny ops on a machine busy with other jobs are far faster so."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def _check_report(out: Path, losses: list[str], architectures: list[str], ks: list[int]) -> dict:
+def _check_report(out: Path, baselines, learned, architectures, ks) -> dict:
     assert {p.name for p in out.iterdir()} == OUTPUTS  # nothing else, no temp files left
     assert out.joinpath("accuracy_vs_k.png").read_bytes().startswith(b"\x89PNG")
     markdown = out.joinpath("results.md").read_text()
     result = json.loads(out.joinpath("results.json").read_text())
-    assert result["command"].startswith("python -m sklearn_mln benchmark ")
-    assert list(result["settings"]["losses"]) == losses
+    assert result["provenance"]["command"].startswith("python -m sklearn_mln benchmark ")
+    assert set(REQUIRED_KEYS) <= set(result["provenance"])
+    assert list(result["settings"]["baselines"]) == list(baselines)
+    assert list(result["settings"]["losses"]) == list(learned)
     assert [(e["architecture"], e["k"]) for e in result["results"]] == [
         (a, k) for k in ks for a in architectures
     ]
     for entry in result["results"]:
         assert f"## {entry['architecture']}, k = {entry['k']}" in markdown
         records = entry["losses"]
-        assert list(records) == losses
+        assert list(records) == [*baselines, *learned]
         # the baseline is the classical loss with the best tuning score, not the best test score
-        classical = [n for n in losses if n in BENCHMARK_BASELINES]
-        assert entry["baseline"] == max(classical, key=lambda n: records[n]["tuning_score"])
+        assert entry["baseline"] == max(baselines, key=lambda n: records[n]["tuning_score"])
         base = np.asarray(records[entry["baseline"]]["test_accuracy"])
-        for record in records.values():
+        for name, record in records.items():
             acc = np.asarray(record["test_accuracy"])
             assert acc.shape == (result["settings"]["n_tasks"],)
-            assert record["tuning_score"] == max(p["score"] for p in record["tuning_grid"])
-            assert len(record["tuning_grid"]) == len(result["settings"]["grid_lr"]) * len(
-                result["settings"]["grid_steps"]
-            )
-            assert (record["lr"], record["steps"]) in {
-                (p["lr"], p["steps"]) for p in record["tuning_grid"]
+            own = CLASSICAL_GRIDS.get(name, {})
+            assert set(record["params"]) == set(own)  # tuned over its own hyperparameters
+            points = {
+                (tuple(p["params"].items()), p["lr"], p["steps"]) for p in record["tuning_grid"]
             }
+            assert (tuple(record["params"].items()), record["lr"], record["steps"]) in points
             summary = record["summary"]
             assert summary["delta"] == pytest.approx((acc - base).mean(), abs=1e-12)
-            assert summary["mean"] == pytest.approx(acc.mean(), abs=1e-12)
             assert summary["wins"] + summary["ties"] + summary["losses"] == len(acc)
     return result
 
@@ -76,70 +62,23 @@ def test_fashion_mnist_smoke(tmp_path, capsys):
     argv = ["benchmark", "--test-size", "300", "--pool-size", "600", "--ks", "1", "5"]
     argv += [*TINY, "--architectures", "mlp", "--loss", f"ls_mln={mln}", "--output", str(out)]
     assert main([*argv, "--threads", "1"]) == 0
-    losses = [*BENCHMARK_BASELINES, "ls_mln"]
-    result = _check_report(out, losses, ["mlp"], [1, 5])
+    result = _check_report(out, list(CLASSICAL_GRIDS), ["ls_mln"], ["mlp"], [1, 5])
     assert result["settings"]["n_test"] == 300 and result["settings"]["n_pool"] == 600
-    assert result["settings"]["torch_threads"] == 1
-    assert {tuple(result["settings"][k]) for k in ("grid_lr", "grid_steps")} == {(0.03, 0.1), (10,)}
-    # the MLN that equals label smoothing trains like it (up to float rounding)
+    assert result["provenance"]["torch_threads"] == 1
+    assert result["settings"]["grid_lr"] == [0.03, 0.1] and result["settings"]["grid_steps"] == [10]
+    # the MLN that equals label smoothing 0.1 trains like it (up to float rounding)
     for entry in result["results"]:
-        ls, mln_record = entry["losses"]["label_smoothing"], entry["losses"]["ls_mln"]
-        for a, b in zip(ls["tuning_grid"], mln_record["tuning_grid"]):
-            assert a["score"] == pytest.approx(b["score"], abs=0.01)
+        ls = {
+            (p["lr"], p["steps"]): p["screening_score"]
+            for p in entry["losses"]["label_smoothing"]["tuning_grid"]
+            if p["params"] == {"smoothing": 0.1}
+        }
+        for p in entry["losses"]["ls_mln"]["tuning_grid"]:
+            assert p["screening_score"] == pytest.approx(ls[(p["lr"], p["steps"])], abs=0.01)
     # progress: one stderr line per (architecture, k, loss), then where the files went
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 2 * len(losses) + 1
+    assert len(lines) == 2 * (len(CLASSICAL_GRIDS) + 1) + 1
     assert lines[0].startswith("[mlp k=1] cross_entropy: lr ") and str(out) in lines[-1]
-
-
-@pytest.fixture(scope="module")
-def digits_splits():
-    X, y = load_digits_images(return_X_y=True)
-    rng = np.random.RandomState(0)
-    order = rng.permutation(len(y))
-    return X[order[:900]], y[order[:900]], X[order[900:]], y[order[900:]]
-
-
-def test_tuning_never_sees_the_test_split(digits_splits):
-    X_pool, y_pool, X_rest, y_rest = digits_splits
-    losses = {
-        "cross_entropy": ClassicalLoss("cross_entropy"),
-        "ce_again": ClassicalLoss("cross_entropy"),
-        "mse": ClassicalLoss("mse"),
-    }
-    kwargs = dict(
-        architectures=["mlp", "cnn"], ks=[2], n_tasks=3, n_tuning_tasks=2,
-        grid_lr=[0.1, 0.3], grid_steps=[5, 15], random_state=3,
-    )  # fmt: skip
-    a = small_data_benchmark(X_pool, y_pool, X_rest[:450], y_rest[:450], losses, **kwargs)
-    b = small_data_benchmark(X_pool, y_pool, X_rest[450:], y_rest[450:], losses, **kwargs)
-    for entry_a, entry_b in zip(a["results"], b["results"]):
-        assert entry_a["baseline"] == entry_b["baseline"]
-        for name in losses:
-            ra, rb = entry_a["losses"][name], entry_b["losses"][name]
-            assert ra["tuning_grid"] == rb["tuning_grid"]
-            assert (ra["lr"], ra["steps"]) == (rb["lr"], rb["steps"])
-        mse_a, mse_b = entry_a["losses"]["mse"], entry_b["losses"]["mse"]
-        assert mse_a["test_accuracy"] != mse_b["test_accuracy"]  # the test split did change
-        # paired: the same loss twice sees the same tasks and initial weights
-        ce, ce_again = entry_a["losses"]["cross_entropy"], entry_a["losses"]["ce_again"]
-        assert ce_again["test_accuracy"] == ce["test_accuracy"]
-        assert ce_again["summary"]["ties"] == 3
-
-
-def test_k_too_large_and_name_clash(digits_splits, tmp_path):
-    X_pool, y_pool, X_test, y_test = digits_splits
-    with pytest.raises(ValueError, match="k=500"):
-        small_data_benchmark(
-            X_pool, y_pool, X_test, y_test, {"mse": ClassicalLoss("mse")}, ks=[500]
-        )
-    with pytest.raises(ValueError, match="classical"):
-        small_data_benchmark(X_pool, y_pool, X_test, y_test, {}, ks=[1])
-    mln = tmp_path / "x.mln"
-    MetaLossNetwork(random_state=0).save(mln)
-    with pytest.raises(SystemExit, match="already taken"):
-        main(["benchmark", "--dataset", "digits", "--loss", f"mse={mln}"])
-    assert not (tmp_path / "out").exists()
 
 
 def _write_cifar(folder: Path, per_class: int) -> None:
@@ -160,17 +99,25 @@ def test_cifar10_on_generated_batches(tmp_path):
     out = tmp_path / "out"
     argv = ["benchmark", "--dataset", "cifar10", "--data-home", str(tmp_path), "--ks", "1", "2"]
     argv += [*TINY, "--architectures", "mlp", "cnn", "--output", str(out), "--quiet"]
+    argv += ["--baselines", "cross_entropy", "label_smoothing"]
     assert main(argv) == 0
-    result = _check_report(out, list(BENCHMARK_BASELINES), ["mlp", "cnn"], [1, 2])
+    baselines = ["cross_entropy", "label_smoothing"]
+    result = _check_report(out, baselines, [], ["mlp", "cnn"], [1, 2])
     assert result["settings"]["dataset"] == "cifar10"
     assert result["settings"]["n_pool"] == 200 and result["settings"]["n_test"] == 40
 
 
-def test_benchmark_baselines_option(tmp_path):
-    """--baselines limits the classical losses; the baseline is the best of those."""
+def test_benchmark_refuses_bad_arguments_in_one_line(tmp_path, capsys):
+    mln = tmp_path / "x.mln"
+    MetaLossNetwork(random_state=0).save(mln)
     out = tmp_path / "out"
-    argv = ["benchmark", "--dataset", "digits", "--ks", "1", *TINY, "--architectures", "mlp"]
-    argv += ["--baselines", "cross_entropy", "focal", "--output", str(out), "--quiet"]
-    assert main(argv) == 0
-    result = _check_report(out, ["cross_entropy", "focal"], ["mlp"], [1])
-    assert result["results"][0]["baseline"] in ("cross_entropy", "focal")
+    base = ["benchmark", "--dataset", "digits", "--output", str(out)]
+    for extra, message in (
+        (["--loss", f"mse={mln}"], "taken by classical"),
+        (["--loss", f"a={mln}", "--loss", f"a={mln}"], "given twice"),
+        (["--ks", "500"], "k=500"),
+        (["--loss", str(tmp_path / "missing.mln")], "missing.mln"),
+    ):
+        with pytest.raises(SystemExit, match=message):
+            main([*base, *extra])
+    assert not out.exists()

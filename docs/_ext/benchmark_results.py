@@ -63,7 +63,7 @@ def markdown_to_rst(text: str) -> str:
 
 
 def render(results: Path = RESULTS) -> str:
-    files = sorted(results.glob("*.md")) if results.is_dir() else []
+    files = sorted([*results.glob("*.md"), *results.glob("*/*.md")]) if results.is_dir() else []
     if not files:
         return (
             ".. note::\n\n   No benchmark result files yet (``benchmarks/results/*.md``); "
@@ -76,7 +76,7 @@ def render(results: Path = RESULTS) -> str:
             title = path.stem.replace("_", " ")
             text = f"# {title}\n\n{text}"
         parts.append(markdown_to_rst(text))
-        parts.append(f"*Source:* ``benchmarks/results/{path.name}``\n")
+        parts.append(f"*Source:* ``{path.relative_to(results.parent.parent).as_posix()}``\n")
     return "\n".join(parts)
 
 
