@@ -1,8 +1,13 @@
+import importlib.util
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from sklearn_mln import MetaLossNetwork, MLNClassifier, load_pretrained
+from sklearn_mln._provenance import REQUIRED_KEYS
 from sklearn_mln.datasets import load_digits_images
 from sklearn_mln.pretrained import PRETRAINED
 
@@ -14,7 +19,7 @@ def test_shipped_loss_loads_with_provenance(name):
     loss = load_pretrained(name)
     assert isinstance(loss, MetaLossNetwork)
     assert PROVENANCE <= set(loss.metadata)
-    assert "regenerate" in loss.metadata  # the one documented command that rebuilds it
+    assert "regenerate" in loss.metadata  # the command that evolved it
     logits, y = torch.randn(6, 10), torch.arange(6)
     value = loss(logits, y)
     assert torch.isfinite(value) and value >= 0
@@ -37,3 +42,70 @@ def test_fashion_mnist_is_shipped():
 def test_unknown_pretrained_name():
     with pytest.raises(ValueError, match="Unknown pretrained"):
         load_pretrained("imagenet")
+
+
+# --------------------------------------------------------------------------- reproduction
+ROOT = Path(__file__).resolve().parent.parent
+REPORT = ROOT / "benchmarks" / "results" / "evolution" / "fashion-mnist-reproduction.json"
+#: the tolerance sklearn_mln.pretrained's docstring states for the re-evaluated fitness
+REEVALUATION_TOLERANCE = 1e-6
+
+
+def _regenerate_script():
+    path = ROOT / "benchmarks" / "regenerate_pretrained.py"
+    spec = importlib.util.spec_from_file_location("regenerate_pretrained", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reproduction_report_is_about_the_shipped_weights():
+    report = json.loads(REPORT.read_text())
+    sha = _regenerate_script().theta_sha256(load_pretrained("fashion-mnist").get_flat_params())
+    assert report
+    for name, section in report.items():
+        assert section["shipped_theta_sha256"] == sha, name
+        assert set(REQUIRED_KEYS) <= set(section["provenance"]), name
+        assert section["code_commit"] and name.endswith("@" + section["code_commit"][:7])
+
+
+def _short(x: float, digits: int) -> str:
+    """``7.5e-9`` (as prose writes it), not Python's ``7.5e-09``."""
+    mantissa, exponent = f"{x:.{digits}e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def test_reproduction_report_says_what_the_docstring_says():
+    import sklearn_mln.pretrained as pretrained
+
+    report = json.loads(REPORT.read_text())
+    evolved_with = report["reevaluate@ffcb023"]["comparison"]
+    assert evolved_with["bit_for_bit"]
+    assert report["generations@ffcb023"]["comparison"]["first_mismatch"] is None
+    current = report["reevaluate@a4f7902"]["comparison"]
+    assert 0 < abs(current["difference"]) <= REEVALUATION_TOLERANCE
+    assert _short(abs(current["difference"]), 1) in pretrained.__doc__
+    assert f"within {_short(REEVALUATION_TOLERANCE, 0)}" in pretrained.__doc__
+    assert report["generations@a4f7902"]["comparison"]["first_mismatch"] == 0
+
+
+def test_log_parsing_reads_every_generation():
+    script = _regenerate_script()
+    metadata = load_pretrained("fashion-mnist").metadata
+    logged = script.logged_generations((ROOT / metadata["log"]).read_text(encoding="utf-8"))
+    assert len(logged) == metadata["generations"]
+    assert logged[0] == {"best": "0.7225", "mean": "0.6460", "sigma": "0.0467", "fails": "0"}
+    record = {"best_fitness": 0.72249, "mean_fitness": 0.64599, "sigma": 0.04669, "n_failures": 0}
+    assert script.as_logged(record) == logged[0]
+
+
+@pytest.mark.slow
+def test_shipped_loss_reevaluates_to_its_recorded_fitness():
+    """The claim of sklearn_mln.pretrained, checked with this version (a few minutes)."""
+    script = _regenerate_script()
+    try:
+        result = script.run("reevaluate", 0, n_jobs=-1, output=None)
+    except FileNotFoundError as exc:
+        pytest.skip(f"Fashion-MNIST is not installed: {exc}")
+    comparison = script.compare("reevaluate", result)
+    assert abs(comparison["difference"]) <= REEVALUATION_TOLERANCE
