@@ -261,12 +261,37 @@ def activation_floats(module: nn.Module, params: dict[str, Tensor], X: Tensor) -
     return max(1, counts[1] - counts[0])
 
 
-def members_per_pass(config: InnerConfig, batch: TaskBatch) -> int:
-    """How many classifiers fit in one training pass under :data:`MEMORY_BUDGET_FLOATS`."""
-    module, params = init_population(config.module_factory, batch.init_seeds[:1], config.device)
+@dataclass(frozen=True)
+class PreparedTasks:
+    """What every training pass over one :class:`TaskBatch` shares, built once per batch.
+
+    ``module`` is the template, ``init`` the initial weights of each task stacked
+    ``{name: (T, ...)}``, ``floats_per_sample`` :func:`activation_floats` (the same for
+    training and validation inputs: it depends on a sample's shape only).
+    """
+
+    module: nn.Module
+    init: dict[str, Tensor]
+    floats_per_sample: int
+
+
+def prepare_tasks(config: InnerConfig, batch: TaskBatch) -> PreparedTasks:
+    """Build the template, the tasks' initial weights and the memory probe, once."""
+    module, init = init_population(config.module_factory, batch.init_seeds, config.device)
     X = to_tensor(batch.X_train[0], config.device)
-    per_member = activation_floats(module, params, X) * X.shape[0]
-    return max(1, MEMORY_BUDGET_FLOATS // per_member)
+    return PreparedTasks(module, init, activation_floats(module, init, X))
+
+
+def members_per_pass(
+    config: InnerConfig, batch: TaskBatch, prepared: PreparedTasks | None = None
+) -> int:
+    """How many classifiers fit in one training pass under :data:`MEMORY_BUDGET_FLOATS`."""
+    if prepared is None:
+        module, params = init_population(config.module_factory, batch.init_seeds[:1], config.device)
+        floats = activation_floats(module, params, to_tensor(batch.X_train[0], config.device))
+    else:
+        floats = prepared.floats_per_sample
+    return max(1, MEMORY_BUDGET_FLOATS // (floats * batch.X_train.shape[1]))
 
 
 def _predict_chunked(
@@ -322,16 +347,19 @@ def score_population(
     config: InnerConfig,
     batch: TaskBatch,
     X_val: np.ndarray,
+    *,
+    prepared: PreparedTasks | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Accuracy ``(n_candidates, n_tasks)`` and failure flags, all members trained at once.
 
     As in :func:`score_reference`, the accuracy is the real one, failed or not.
 
     ``per_sample_loss(logits (M, n, C), y (M, n)) -> (M, n)`` applies candidate
-    ``m // n_tasks``'s loss to member ``m``.
+    ``m // n_tasks``'s loss to member ``m``. ``prepared`` (:func:`prepare_tasks` of this
+    ``config`` and ``batch``) lets several calls on one batch share its set-up.
     """
     scores = score_population_at_steps(
-        per_sample_loss, n_candidates, config, batch, X_val, [config.steps]
+        per_sample_loss, n_candidates, config, batch, X_val, [config.steps], prepared=prepared
     )
     return scores[config.steps]
 
@@ -343,6 +371,8 @@ def score_population_at_steps(
     batch: TaskBatch,
     X_val: np.ndarray,
     steps: Sequence[int],
+    *,
+    prepared: PreparedTasks | None = None,
 ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """:func:`score_population` after each number of SGD steps in ``steps``, from one run.
 
@@ -351,14 +381,14 @@ def score_population_at_steps(
     """
     n_tasks = batch.n_tasks
     n_members = n_candidates * n_tasks
-    module, init = init_population(config.module_factory, batch.init_seeds, config.device)
+    prepared = prepare_tasks(config, batch) if prepared is None else prepared
+    module, init, floats_per_sample = prepared.module, prepared.init, prepared.floats_per_sample
     params = {k: v.repeat(n_candidates, *([1] * (v.ndim - 1))) for k, v in init.items()}
     X = to_tensor(batch.X_train, config.device)
     X = X.repeat(n_candidates, *([1] * (X.ndim - 1)))
     y = to_tensor(batch.y_train, config.device).repeat(n_candidates, 1)
     X_val_t = to_tensor(X_val, config.device).float()
     y_val = to_tensor(batch.y_val, config.device)
-    floats_per_sample = activation_floats(module, params, X_val_t)
     scores: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def score(step: int, trained: dict[str, Tensor], failed: Tensor) -> None:
