@@ -39,7 +39,7 @@ from ._meta_loss import (
     init_flat_params,
 )
 from ._modules import default_module_factory, supports_population
-from ._parallel import evaluate_population, shared_with_workers
+from ._parallel import evaluate_population, shared_with_workers, single_threaded_blas
 from ._provenance import provenance
 from ._strategy import CMAStrategy
 from ._tasks import class_indices, draw_seeds, sample_tasks
@@ -418,6 +418,7 @@ class MLNEvolver(BaseEstimator):
         started = time.perf_counter()
         with (
             shared_with_workers(X_val),
+            single_threaded_blas(),
             _progress(self.n_generations, self.verbose, initial=len(self.history_)) as bar,
             Parallel(n_jobs=min(n_workers, self.popsize)) as parallel,
         ):
