@@ -201,12 +201,14 @@ def _from_hint(hint: Any) -> tuple[Value | None, str | None]:
     """A :class:`Value` and ``nargs`` from a type hint (None if it has no command-line form)."""
     args = typing.get_args(hint)
     origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType) and type(None) in args:
-        rest = [a for a in args if a is not type(None)]
-        value, nargs = _from_hint(rest[0]) if len(rest) == 1 else (None, None)
-        if value is not None:
-            value.allow_none = True
-        return value, nargs
+    if origin in (typing.Union, types.UnionType):
+        # the first member with a command-line form; None stays allowed where the hint has it
+        for member in (a for a in args if a is not type(None)):
+            value, nargs = _from_hint(member)
+            if value is not None:
+                value.allow_none = type(None) in args
+                return value, nargs
+        return None, None
     if origin is typing.Literal:
         return Value([], [str(a) for a in args]), None
     if origin in (list, tuple, Sequence):

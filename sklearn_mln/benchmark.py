@@ -410,7 +410,7 @@ def small_data_benchmark(
     y_test: np.ndarray,
     losses: Mapping[str, nn.Module] | None = None,
     *,
-    baselines: Sequence[str] = tuple(CLASSICAL_GRIDS),
+    baselines: Sequence[str] | Mapping[str, Mapping[str, Sequence[float]]] = tuple(CLASSICAL_GRIDS),
     architectures: Sequence[str] = ("cnn", "mlp"),
     ks: Sequence[int] = (1, 5, 10, 20, 50),
     n_tasks: int = 100,
@@ -436,9 +436,10 @@ def small_data_benchmark(
         Test split: test tasks and the images they are scored on.
     losses : mapping of str to loss module, optional
         Learned (or any other) losses, tuned over lr and steps only.
-    baselines : sequence of str
+    baselines : sequence of str, or mapping of str to grid
         Classical losses of :data:`CLASSICAL_GRIDS`, each tuned over its own
-        hyperparameters as well.
+        hyperparameters as well; a mapping gives each its own grid (a smaller one for an
+        expensive run), e.g. ``{"label_smoothing": {"smoothing": (0.1, 0.9)}}``.
     architectures : sequence of str
         Keys of :data:`ARCHITECTURES`.
     ks : sequence of int
@@ -478,22 +479,34 @@ def small_data_benchmark(
     started = time.perf_counter()
     losses = dict(losses or {})
     _check_inputs(y_pool, y_test, ks, baselines, losses)
-    families = {name: CLASSICAL_GRIDS[name] for name in baselines} | dict.fromkeys(losses, {})
+    grids = {
+        name: dict(baselines[name]) if isinstance(baselines, Mapping) else CLASSICAL_GRIDS[name]
+        for name in baselines
+    }
+    for name, grid in grids.items():
+        if set(grid) != set(CLASSICAL_GRIDS[name]):
+            raise ValueError(
+                f"The grid of {name!r} must give {sorted(CLASSICAL_GRIDS[name])}, "
+                f"got {sorted(grid)}."
+            )
+    baselines = list(grids)
+    families = grids | dict.fromkeys(losses, {})
     modules = {
         (name, p): ClassicalLoss(name, **dict(p))
         for name in baselines
-        for p in _param_grid(CLASSICAL_GRIDS[name])
+        for p in _param_grid(grids[name])
     } | {(name, ()): loss for name, loss in losses.items()}
     n_classes = int(max(y_pool.max(), y_test.max())) + 1
     factories = {a: architecture_factory(a, X_pool.shape[1:], n_classes) for a in architectures}
     results = []
+    record = provenance(seed=int(random_state), started=started, threads=torch.get_num_threads())
 
     def result() -> dict:
         return {
             "settings": {
                 "architectures": {a: ARCHITECTURES[a][0] for a in architectures},
                 "baselines": {
-                    name: {key: list(v) for key, v in CLASSICAL_GRIDS[name].items()}
+                    name: {key: [float(x) for x in v] for key, v in grids[name].items()}
                     for name in baselines
                 },
                 "losses": {name: repr(loss) for name, loss in losses.items()},
@@ -512,9 +525,8 @@ def small_data_benchmark(
                 "baseline_rule": "the classical loss with the best tuning (meta-train) score",
             },
             "results": list(results),
-            "provenance": provenance(
-                seed=int(random_state), started=started, threads=torch.get_num_threads()
-            ),
+            # the code that ran is the code at the start: commit and tree recorded then
+            "provenance": {**record, "wall_seconds": round(time.perf_counter() - started, 2)},
         }
 
     for k in ks:

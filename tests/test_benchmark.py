@@ -232,3 +232,20 @@ def test_a_long_run_reports_after_every_row(splits, tmp_path):
     written = json.loads((out / "results.json").read_text())
     assert written["provenance"]["command"] == "python the-command"
     assert written["results"] == run["results"] and written["settings"]["dataset"] == "digits"
+
+
+def test_a_run_may_give_each_baseline_a_smaller_grid(splits):
+    X_pool, y_pool, X_test, y_test = splits
+    grids = {"label_smoothing": {"smoothing": (0.2, 0.7)}, "cross_entropy": {}}
+    result = small_data_benchmark(
+        X_pool, y_pool, X_test, y_test, baselines=grids, architectures=["mlp"], **TINY
+    )
+    assert result["settings"]["baselines"] == {
+        "label_smoothing": {"smoothing": [0.2, 0.7]}, "cross_entropy": {}
+    }  # fmt: skip
+    record = result["results"][0]["losses"]["label_smoothing"]
+    assert {p["params"]["smoothing"] for p in record["tuning_grid"]} == {0.2, 0.7}
+    with pytest.raises(ValueError, match="must give"):
+        small_data_benchmark(
+            X_pool, y_pool, X_test, y_test, baselines={"focal": {"alpha": (1.0,)}}, **TINY
+        )
