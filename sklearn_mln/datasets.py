@@ -13,7 +13,6 @@ Debian package ``dataset-fashion-mnist``.
 
 from __future__ import annotations
 
-import codecs
 import gzip
 import os
 import pickle
@@ -25,12 +24,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.utils import Bunch
 
-try:  # numpy >= 2
-    from numpy._core import multiarray as _multiarray
-    from numpy._core import numeric as _numeric
-except ImportError:  # pragma: no cover - numpy < 2
-    from numpy.core import multiarray as _multiarray
-    from numpy.core import numeric as _numeric
+from ._safe_pickle import NUMPY_REBUILDERS, NUMPY_TYPES, ForbiddenPickleError, RestrictedUnpickler
 
 __all__ = ["load_digits_images", "load_fashion_mnist", "load_cifar10"]
 
@@ -222,42 +216,21 @@ def load_fashion_mnist(subset="train", *, data_home=None, return_X_y=False):
 
 # --------------------------------------------------------------------------- CIFAR-10
 
-# The only globals a pickled uint8 numpy array needs, under the module names numpy 1.x and 2.x
-# write (``_codecs.encode`` stores bytes in pickle protocols 0-2, ``_frombuffer`` is protocol 5).
-_SAFE_GLOBALS = {
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-    ("_codecs", "encode"): codecs.encode,
-}
-for _module in ("numpy.core", "numpy._core"):
-    _SAFE_GLOBALS[(f"{_module}.multiarray", "_reconstruct")] = _multiarray._reconstruct
-    _SAFE_GLOBALS[(f"{_module}.multiarray", "scalar")] = _multiarray.scalar
-    _SAFE_GLOBALS[(f"{_module}.numeric", "_frombuffer")] = _numeric._frombuffer
-
-
-class _ForbiddenGlobalError(pickle.UnpicklingError):
-    """A pickle asked for a global outside the allow-list."""
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that builds plain containers and numpy arrays, and nothing else."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _SAFE_GLOBALS[(module, name)]
-        except KeyError:
-            raise _ForbiddenGlobalError(
-                f"refusing to load global {module}.{name}: CIFAR-10 batches may only hold "
-                "numpy arrays, bytes, lists and dicts."
-            ) from None
+_CIFAR_HINT = "CIFAR-10 batches may only hold numpy arrays, bytes, lists and dicts."
 
 
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read one CIFAR-10 batch safely; return uint8 data (n, 3072) and int64 labels (n,)."""
     with open(path, "rb") as fh:
         try:
-            batch = _NumpyOnlyUnpickler(fh, encoding="bytes").load()
-        except _ForbiddenGlobalError as exc:
+            batch = RestrictedUnpickler(
+                fh,
+                {**NUMPY_REBUILDERS, **NUMPY_TYPES},
+                NUMPY_REBUILDERS.values(),
+                hint=_CIFAR_HINT,
+                encoding="bytes",
+            ).load()
+        except ForbiddenPickleError as exc:
             raise pickle.UnpicklingError(f"{path}: {exc}") from None
         except Exception as exc:  # truncated or garbled pickles raise many kinds of errors
             raise ValueError(f"{path}: not a readable CIFAR-10 batch ({exc!r}).") from exc
