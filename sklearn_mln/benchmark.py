@@ -217,6 +217,58 @@ def _extend(grid_lr: list[float], upward: bool) -> float:
     return grid_lr[-1] * ratio if upward else grid_lr[0] / ratio
 
 
+@dataclass
+class _Tuning:
+    """The state of one tuning: its task halves, each family's grids and the scores so far."""
+
+    families: Mapping[str, Mapping[str, Sequence[float]]]
+    score: Callable[..., _Scores]  # score_settings with the module, data and SGD bound
+    screen: TaskBatch
+    rest: TaskBatch
+    grids: dict[str, list[float]]
+    points: dict[str, list[tuple[tuple[str, float], ...]]]
+    steps: list[int]
+    max_extensions: int
+    extensions: dict[str, int] = field(default_factory=dict)
+    screening: _Scores = field(default_factory=_Scores)
+    final: _Scores = field(default_factory=_Scores)
+
+    def grid_of(self, name: str, lrs: Sequence[float]) -> list[Setting]:
+        return [
+            Setting(name, p, lr, st) for p in self.points[name] for lr in lrs for st in self.steps
+        ]
+
+    def on_edge(self, name: str, setting: Setting) -> bool:
+        lrs = self.grids[name]
+        return len(lrs) > 1 and setting.lr in (lrs[0], lrs[-1])
+
+    def may_extend(self, name: str, setting: Setting) -> bool:
+        used = self.extensions.get(name, 0)
+        return self.on_edge(name, setting) and used < self.max_extensions
+
+    def extend(self, name: str, setting: Setting) -> float:
+        self.extensions[name] = self.extensions.get(name, 0) + 1
+        lrs = self.grids[name]
+        new_lr = _extend(lrs, upward=setting.lr == lrs[-1])
+        self.grids[name] = sorted([*lrs, new_lr])
+        return new_lr
+
+    def run_on_all(self, settings: list[Setting]) -> None:
+        """Score ``settings`` on the tasks they have not seen yet; ``final`` on all."""
+        unscreened = [s for s in settings if s not in self.screening.accuracy]
+        if unscreened:
+            self.score(unscreened, self.screen, scores=self.screening)
+        if not self.rest.n_tasks:
+            self.final = self.screening
+            return
+        more = self.score(settings, self.rest)
+        for s in settings:
+            self.final.accuracy[s] = np.concatenate([self.screening.accuracy[s], more.accuracy[s]])
+            self.final.failed[s] = np.concatenate([self.screening.failed[s], more.failed[s]])
+        for name, seconds in more.seconds.items():
+            self.final.seconds[name] = self.final.seconds.get(name, 0.0) + seconds
+
+
 def tune(
     families: Mapping[str, Mapping[str, Sequence[float]]],
     modules: Mapping[tuple, nn.Module],
@@ -236,76 +288,82 @@ def tune(
 
     ``families[name]`` is the loss's own hyperparameter grid (empty for none). Two rounds
     (successive halving): every setting is screened on the first ``n_screening_tasks``
-    tasks, the lr grid extended there while a family's best lies on its edge; then each
-    family's ``n_finalists`` best (hyperparameters, lr) pairs, every step count, are run on
-    the other tasks, and the pick is the finalist with the best mean over *all* tuning
-    tasks. With no more tasks than ``n_screening_tasks`` every setting sees every task.
-    Ties go to the earlier setting: smaller hyperparameter, then smaller lr, then fewer
-    steps. Returns ``{name: {"setting", "score", "at_edge", "lr_grid"}}``, the screening
-    scores and the finalists' scores on all tasks.
+    tasks, each family's lr grid extended there while its best lies on an edge; then each
+    family's ``n_finalists`` best (hyperparameters, lr) pairs, every step count, run on the
+    other tasks, and the pick is the finalist with the best mean over *all* tuning tasks.
+    Should that pick lie on an edge of the lr grid, the grid grows again (the pick's
+    hyperparameters at the next lr, on all tasks); a family's grid grows at most
+    ``max_lr_extensions`` times in all.
+    With no more tasks than ``n_screening_tasks`` every setting sees every task. Ties go
+    to the earlier setting: smaller hyperparameter, then smaller lr, then fewer steps.
+    Returns ``{name: {"setting", "score", "at_edge", "lr_grid"}}``, the screening scores
+    and the finalists' scores on all tasks.
     """
-    screen = _subset(batch, slice(0, n_screening_tasks))
-    rest = _subset(batch, slice(n_screening_tasks, None))
-    grids = {name: sorted(float(v) for v in grid_lr) for name in families}
-    points = {name: _param_grid(grid) for name, grid in families.items()}
-    steps = sorted(int(st) for st in grid_steps)
-
-    def grid_of(name: str, lrs: Sequence[float]) -> list[Setting]:
-        return [Setting(name, p, lr, st) for p in points[name] for lr in lrs for st in steps]
-
-    kwargs = dict(momentum=momentum, device=device)
-    settings = [s for name in families for s in grid_of(name, grids[name])]
-    screening = score_settings(settings, modules, module_factory, screen, X_val, **kwargs)
+    score = partial(
+        score_settings, modules=modules, module_factory=module_factory, X_val=X_val,
+        momentum=momentum, device=device,
+    )  # fmt: skip
+    state = _Tuning(
+        families, lambda settings, tasks, **kw: score(settings, batch=tasks, **kw),
+        _subset(batch, slice(0, n_screening_tasks)), _subset(batch, slice(n_screening_tasks, None)),
+        {name: sorted(float(v) for v in grid_lr) for name in families},
+        {name: _param_grid(grid) for name, grid in families.items()},
+        sorted(int(st) for st in grid_steps), max_lr_extensions,
+    )  # fmt: skip
+    state.score(
+        [s for name in families for s in state.grid_of(name, state.grids[name])],
+        state.screen, scores=state.screening,
+    )  # fmt: skip
     for _ in range(max_lr_extensions):
         extensions = []
         for name in families:
-            best = _best(screening, grid_of(name, grids[name]))
-            if len(grids[name]) > 1 and best.lr in (grids[name][0], grids[name][-1]):
-                new_lr = _extend(grids[name], upward=best.lr == grids[name][-1])
-                grids[name] = sorted([*grids[name], new_lr])
-                extensions += grid_of(name, [new_lr])
+            best = _best(state.screening, state.grid_of(name, state.grids[name]))
+            if state.may_extend(name, best):
+                extensions += state.grid_of(name, [state.extend(name, best)])
         if not extensions:
             break
-        score_settings(
-            extensions, modules, module_factory, screen, X_val, scores=screening, **kwargs
-        )
-    finalists = {}
-    for name in families:
-        ranked = sorted(
-            grid_of(name, grids[name]), key=lambda s: -screening.accuracy[s].mean()
-        )  # a stable sort: ties keep the grid's order
-        pairs = list(dict.fromkeys((s.params, s.lr) for s in ranked))[:n_finalists]
-        finalists[name] = [Setting(name, p, lr, st) for p, lr in pairs for st in steps]
-    final = _Scores()
-    if rest.n_tasks:
-        chosen = [s for group in finalists.values() for s in group]
-        final = score_settings(chosen, modules, module_factory, rest, X_val, **kwargs)
-        for s in chosen:
-            final.accuracy[s] = np.concatenate([screening.accuracy[s], final.accuracy[s]])
-            final.failed[s] = np.concatenate([screening.failed[s], final.failed[s]])
-        for name, seconds in screening.seconds.items():
-            final.seconds[name] = final.seconds.get(name, 0.0) + seconds
-    else:
-        final = screening
-    picks = {}
-    for name, grid in families.items():
-        best = _best(final, finalists[name])
-        edges = []
-        if len(grids[name]) > 1 and best.lr in (grids[name][0], grids[name][-1]):
-            edges.append("lr")
-        if len(steps) > 1 and best.steps in (steps[0], steps[-1]):
-            edges.append("steps")
-        for key, value in best.params:
-            values = sorted(grid[key])
-            if len(values) > 1 and value in (values[0], values[-1]):
-                edges.append(key)
-        picks[name] = {
-            "setting": best,
-            "score": float(final.accuracy[best].mean()),
-            "at_edge": edges,
-            "lr_grid": grids[name],
-        }
-    return picks, screening, final
+        state.score(extensions, state.screen, scores=state.screening)
+    finalists = {name: _finalists(state, name, n_finalists) for name in families}
+    state.run_on_all([s for group in finalists.values() for s in group])
+    for _ in range(max_lr_extensions):
+        extensions = []
+        for name in families:
+            best = _best(state.final, finalists[name])
+            if state.may_extend(name, best):
+                new_lr = state.extend(name, best)
+                added = [Setting(name, best.params, new_lr, st) for st in state.steps]
+                finalists[name] += added
+                extensions += added
+        if not extensions:
+            break
+        state.run_on_all(extensions)
+    picks = {name: _pick(state, name, finalists[name]) for name in families}
+    return picks, state.screening, state.final
+
+
+def _finalists(state: _Tuning, name: str, n_finalists: int) -> list[Setting]:
+    ranked = sorted(
+        state.grid_of(name, state.grids[name]), key=lambda s: -state.screening.accuracy[s].mean()
+    )  # a stable sort: ties keep the grid's order
+    pairs = list(dict.fromkeys((s.params, s.lr) for s in ranked))[:n_finalists]
+    return [Setting(name, p, lr, st) for p, lr in pairs for st in state.steps]
+
+
+def _pick(state: _Tuning, name: str, finalists: list[Setting]) -> dict:
+    best = _best(state.final, finalists)
+    edges = ["lr"] if state.on_edge(name, best) else []
+    if len(state.steps) > 1 and best.steps in (state.steps[0], state.steps[-1]):
+        edges.append("steps")
+    for key, value in best.params:
+        values = sorted(state.families[name][key])
+        if len(values) > 1 and value in (values[0], values[-1]):
+            edges.append(key)
+    return {
+        "setting": best,
+        "score": float(state.final.accuracy[best].mean()),
+        "at_edge": edges,
+        "lr_grid": state.grids[name],
+    }
 
 
 def _best(scores: _Scores, candidates: Sequence[Setting]) -> Setting:

@@ -249,3 +249,33 @@ def test_a_run_may_give_each_baseline_a_smaller_grid(splits):
         small_data_benchmark(
             X_pool, y_pool, X_test, y_test, baselines={"focal": {"alpha": (1.0,)}}, **TINY
         )
+
+
+def test_a_final_pick_on_the_lr_edge_grows_the_grid_again(splits, monkeypatch):
+    """Screening favours an interior lr, all tasks the largest: the grid grows at the end."""
+    import sklearn_mln.benchmark as bench
+
+    X_pool, y_pool = splits[:2]
+    batch = _shared_tasks(X_pool, y_pool, 1, 6, np.random.RandomState(3))
+    screening_seeds = set(batch.init_seeds[:2].tolist())
+
+    def fake_scores(settings, modules, module_factory, batch, X_val, *, scores=None, **kw):
+        scores = scores if scores is not None else bench._Scores()
+        screening = set(batch.init_seeds.tolist()) <= screening_seeds
+        for s in settings:
+            value = 1 - abs(np.log10(s.lr / 0.1)) if screening else np.log10(s.lr) + 10
+            scores.accuracy[s] = np.full(batch.n_tasks, value)
+            scores.failed[s] = np.zeros(batch.n_tasks, dtype=bool)
+            scores.seconds[s.loss] = 0.0
+        return scores
+
+    monkeypatch.setattr(bench, "score_settings", fake_scores)
+    picks, screening, final = tune(
+        {"cross_entropy": {}}, {}, None, batch, X_pool, grid_lr=[0.01, 0.1, 1.0],
+        grid_steps=[5], n_screening_tasks=2, n_finalists=3, max_lr_extensions=2,
+    )  # fmt: skip
+    pick = picks["cross_entropy"]
+    # screening picked 0.1 (interior); on all tasks 1.0 won, an edge: 10 and 100 were added
+    assert pick["lr_grid"] == pytest.approx([0.01, 0.1, 1.0, 10.0, 100.0])
+    assert pick["setting"].lr == pytest.approx(100.0) and pick["at_edge"] == ["lr"]
+    assert all(len(final.accuracy[s]) == 6 for s in final.accuracy)
