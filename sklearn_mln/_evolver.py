@@ -3,31 +3,23 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import os
-import sys
 import time
 import warnings
+from functools import partial
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from joblib import Parallel, effective_n_jobs
 from sklearn.base import BaseEstimator, _fit_context
-from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
-from ._checkpoint import (
-    EvolutionState,
-    capture_strategy,
-    fingerprint,
-    load_checkpoint,
-    restore_strategy,
-    save_checkpoint,
-)
+from ._checkpoint import fingerprint, load_checkpoint, save_checkpoint
+from ._evolution import EvolutionState, Problem, evolve, split_pool, start_point
 from ._inner import InnerConfig, make_module, make_task_batch
 from ._meta_loss import (
     ACTIVATIONS,
@@ -36,7 +28,6 @@ from ._meta_loss import (
     MetaLossNetwork,
     MetaLossSpec,
     frozen_copy,
-    init_flat_params,
 )
 from ._modules import default_module_factory, supports_population
 from ._parallel import evaluate_population, shared_with_workers, single_threaded_blas
@@ -44,11 +35,6 @@ from ._provenance import provenance
 from ._strategy import CMAStrategy
 from ._tasks import class_indices, draw_seeds, sample_tasks
 from ._validation import check_random_state, check_sample_shape
-
-#: generations whose best candidate joins the final shortlist
-_LAST_GENERATIONS = 5
-#: best-ever (by noisy generation fitness) candidates that join the final shortlist
-_TOP_EVER = 3
 
 
 def resolve_module_factory(module, sample_shape, n_classes):
@@ -120,9 +106,12 @@ class MLNEvolver(BaseEstimator):
         The inner classifier. ``None``: the defaults of :class:`MLNClassifier` (MLP for
         flat features, small CNN for images).
     inner_lr : float, default=0.03
+        Learning rate of the full-batch SGD that trains each inner classifier on its task.
     inner_steps : int, default=100
+        Steps of that SGD: each inner classifier is trained this many times on its whole
+        task (``n_shots`` per class).
     inner_momentum : float, default=0.9
-        Full-batch SGD of the inner classifiers.
+        Momentum of that SGD.
     validation_size : float, default=0.5
         Share of the pool held out as the validation set fitness is measured on.
     n_reeval_tasks : int, default=16
@@ -319,10 +308,10 @@ class MLNEvolver(BaseEstimator):
             )
         return X, y_enc, n_ways
 
-    def _spec_and_start(self, n_classes: int, rng) -> tuple[MetaLossSpec, np.ndarray]:
+    def _spec(self, n_classes: int) -> MetaLossSpec:
         if isinstance(self.init, MetaLossNetwork):
-            return self.init.spec, self.init.get_flat_params()
-        spec = MetaLossSpec(
+            return self.init.spec  # a warm start brings its own architecture
+        return MetaLossSpec(
             self.structure,
             n_classes,
             tuple(self.hidden_sizes),
@@ -330,22 +319,6 @@ class MLNEvolver(BaseEstimator):
             self.inputs,
             self.anchor,
         )
-        if self.init == "random":
-            # drawn as for a free network: the output layer is random too
-            return spec, init_flat_params(dataclasses.replace(spec, anchor=None), rng)
-        if spec.anchor != "cross_entropy":
-            raise ValueError(f'init="{self.init}" needs anchor="cross_entropy".')
-        if self.init == "label_smoothing":
-            net = MetaLossNetwork.from_label_smoothing(
-                n_classes,
-                0.1,
-                structure=spec.structure,
-                hidden_sizes=spec.hidden_sizes,
-                activation=spec.activation,
-                random_state=rng,
-            )
-            return net.spec, net.get_flat_params()
-        return spec, init_flat_params(spec, rng)
 
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
@@ -363,139 +336,96 @@ class MLNEvolver(BaseEstimator):
         """
         fit_started = time.perf_counter()
         X, y_enc, n_ways = self._validate_pool(X, y)
+        run_id, saved = self._saved_run(X, y_enc)
         rng = check_random_state(self.random_state)
-        resumed, run_id = None, None
-        if self.checkpoint_path is not None:
-            run_id = fingerprint(X, y_enc, self.classes_, self.get_params(deep=False))
-            resumed = load_checkpoint(self.checkpoint_path, run_id)
-            if resumed is not None:
-                if len(resumed.history) > self.n_generations:
-                    raise ValueError(
-                        f"The checkpoint {str(self.checkpoint_path)!r} already holds "
-                        f"{len(resumed.history)} generations, more than n_generations="
-                        f"{self.n_generations}."
-                    )
-                rng.set_state(resumed.initial_rng_state)  # replay the set-up below
-        initial_rng_state = rng.get_state()
-        split_seed, cma_seed, reeval_seed = draw_seeds(rng, 3)
-        source, val = train_test_split(
-            np.arange(len(y_enc)),
-            test_size=self.validation_size,
-            stratify=y_enc,
-            random_state=split_seed,
-        )
-        source_counts = np.bincount(y_enc[source], minlength=len(self.classes_))
-        if source_counts.min() < self.n_shots:
-            raise ValueError(
-                f"After holding out validation_size={self.validation_size} for validation, a "
-                f"class has only {source_counts.min()} samples for tasks of n_shots="
-                f"{self.n_shots}; lower validation_size or n_shots."
-            )
-        X_val, y_val = X[val], y_enc[val]
-        spec, x0 = self._spec_and_start(n_ways, rng)
-        config = self._inner_config(X.shape[1:], n_ways)
-        vectorized = self._check_vectorizable(config, X[source[:2]])
-        # tasks index rows of X directly: no copy of the task source (half the pool)
-        by_class = [source[rows] for rows in class_indices(y_enc[source], len(self.classes_))]
-
-        def batch_from(task_rng, n_tasks):
-            tasks = sample_tasks(by_class, n_tasks, self.n_shots, self.n_ways, task_rng)
-            return make_task_batch(tasks, draw_seeds(task_rng, len(tasks)), X, y_enc, y_val)
-
-        strategy = CMAStrategy(x0, self.sigma0, self.popsize, int(cma_seed), self.diagonal)
-        n_workers = effective_n_jobs(self.n_jobs)
-        self.history_, shortlist = [], _Shortlist(x0)
-        self.stop_reason_ = "n_generations"
-        last = self.n_generations
-        if resumed is not None:
-            source = repr(str(self.checkpoint_path))
-            restore_strategy(strategy, resumed.cma_pickle, resumed.cma_rng_state, source)
-            rng.set_state(resumed.rng_state)
-            self.history_ = resumed.history
-            shortlist.generation_best, shortlist.top = resumed.generation_best, resumed.top
-            if resumed.cma_stop is not None:
-                self.stop_reason_, last = resumed.cma_stop, len(self.history_)
-        started = time.perf_counter()
+        if saved is not None:
+            rng.set_state(saved.setup_rng_state)  # the saved run's set-up, replayed
+        setup_rng_state = rng.get_state()
+        problem, x0, strategy = self._set_up(X, y_enc, n_ways, rng, saved)
+        if saved is None:
+            state = EvolutionState(setup_rng_state, rng.get_state(), strategy.state())
+        else:
+            state = saved
         with (
-            shared_with_workers(X_val),
+            shared_with_workers(problem.X_val),
             single_threaded_blas(),
-            _progress(self.n_generations, self.verbose, initial=len(self.history_)) as bar,
-            Parallel(n_jobs=min(n_workers, self.popsize)) as parallel,
+            Parallel(n_jobs=min(effective_n_jobs(self.n_jobs), self.popsize)) as parallel,
         ):
-            for generation in range(len(self.history_), last):
-                tick = time.perf_counter()
-                batch = batch_from(np.random.RandomState(draw_seeds(rng, 1)[0]), self.n_tasks)
-                thetas = strategy.ask()
-                accuracy, failed = evaluate_population(
-                    thetas,
-                    spec,
-                    config,
-                    batch,
-                    X_val,
-                    n_jobs=self.n_jobs,
-                    vectorized=vectorized,
-                    parallel=parallel,
-                )
-                failed_candidates = failed.any(axis=1)
-                fitness = np.where(failed_candidates, 0.0, accuracy.mean(axis=1))
-                strategy.tell(thetas, fitness)
-                shortlist.add(generation, thetas, fitness)
-                self.history_.append(
-                    {
-                        "generation": generation,
-                        "best_fitness": float(fitness.max()),
-                        "mean_fitness": float(fitness.mean()),
-                        "median_fitness": float(np.median(fitness)),
-                        "sigma": strategy.sigma,
-                        "seconds": time.perf_counter() - tick,
-                        "n_failures": int(failed_candidates.sum()),
-                    }
-                )
-                bar.update(self.history_[-1])
-                stop = strategy.stop()
-                if stop:
-                    self.stop_reason_ = "cma: " + ", ".join(stop)
-                if self.checkpoint_path is not None:
-                    save_checkpoint(
-                        self.checkpoint_path,
-                        EvolutionState(
-                            run_id,
-                            initial_rng_state,
-                            rng.get_state(),
-                            *capture_strategy(strategy),
-                            self.history_,
-                            shortlist.generation_best,
-                            shortlist.top,
-                            self.stop_reason_ if stop else None,
-                        ),
-                    )
-                if stop:
-                    break
-                if self.max_time is not None and time.perf_counter() - started > self.max_time:
-                    self.stop_reason_ = "max_time"
-                    break
-
-            labels, candidates = shortlist.finalize(strategy.mean)
-            reeval_batch = batch_from(np.random.RandomState(reeval_seed), self.n_reeval_tasks)
-            accuracy, failed = evaluate_population(
-                candidates,
-                spec,
-                config,
-                reeval_batch,
-                X_val,
-                n_jobs=self.n_jobs,
-                vectorized=vectorized,
+            state, self.stop_reason_ = evolve(
+                state,
+                strategy,
+                problem,
+                self.n_generations,
+                max_time=self.max_time,
+                on_generation=self._checkpoint_writer(run_id),
+                verbose=self.verbose,
                 parallel=parallel,
             )
-        scores = np.where(failed.any(axis=1), 0.0, accuracy.mean(axis=1))
+            labels, candidates = state.shortlist.candidates(x0, strategy.mean)
+            scores, _ = problem.fitness(candidates, problem.reevaluation_tasks(), parallel)
+        self._finalise(state, labels, candidates, scores, problem.spec, len(X), fit_started)
+        return self
+
+    def _saved_run(self, X, y_enc) -> tuple[str | None, EvolutionState | None]:
+        """The run's fingerprint and its state in ``checkpoint_path`` (``None``: start)."""
+        if self.checkpoint_path is None:
+            return None, None
+        run_id = fingerprint(X, y_enc, self.classes_, self.get_params(deep=False))
+        saved = load_checkpoint(self.checkpoint_path, run_id)
+        if saved is not None and saved.generation > self.n_generations:
+            raise ValueError(
+                f"The checkpoint {str(self.checkpoint_path)!r} already holds "
+                f"{saved.generation} generations, more than n_generations="
+                f"{self.n_generations}."
+            )
+        return run_id, saved
+
+    def _set_up(self, X, y_enc, n_ways, rng, saved) -> tuple[Problem, np.ndarray, CMAStrategy]:
+        """The problem, the start point and CMA-ES (continued from ``saved``), from ``rng``."""
+        split_seed, cma_seed, reeval_seed = draw_seeds(rng, 3)
+        source, val = split_pool(y_enc, self.validation_size, self.n_shots, split_seed)
+        spec, x0 = start_point(self.init, self._spec(n_ways), rng)
+        config = self._inner_config(X.shape[1:], n_ways)
+        problem = Problem(
+            X=X,
+            y=y_enc,
+            by_class=[source[rows] for rows in class_indices(y_enc[source], len(self.classes_))],
+            X_val=X[val],
+            y_val=y_enc[val],
+            n_shots=self.n_shots,
+            n_ways=self.n_ways,
+            n_tasks=self.n_tasks,
+            reeval_seed=int(reeval_seed),
+            n_reeval_tasks=self.n_reeval_tasks,
+            spec=spec,
+            config=config,
+            vectorized=self._check_vectorizable(config, X[source[:2]], stacklevel=4),
+            n_jobs=self.n_jobs,
+            evaluate=evaluate_population,  # looked up here: tests slow it down
+        )
+        args = (x0, self.sigma0, self.popsize, int(cma_seed), self.diagonal)
+        if saved is None:
+            return problem, x0, CMAStrategy(*args)
+        try:
+            return problem, x0, CMAStrategy.from_state(saved.strategy, *args)
+        except ValueError as exc:
+            raise ValueError(f"{str(self.checkpoint_path)!r}: {exc}") from None
+
+    def _checkpoint_writer(self, run_id):
+        if self.checkpoint_path is None:
+            return None
+        return partial(save_checkpoint, self.checkpoint_path, run_id)
+
+    def _finalise(self, state, labels, candidates, scores, spec, n_samples, fit_started) -> None:
+        """The fitted attributes: the re-evaluation's best candidate and the run's record."""
         best = int(np.argmax(scores))
+        self.history_ = list(state.history)
+        self.n_generations_ = len(self.history_)
         self.reevaluation_ = {"labels": labels, "fitness": scores.tolist(), "chosen": labels[best]}
         self.best_fitness_ = float(scores[best])
-        self.n_generations_ = len(self.history_)
         net = MetaLossNetwork.from_spec(spec, candidates[best])
-        net.metadata = self._metadata(len(X), fit_started)
+        net.metadata = self._metadata(n_samples, fit_started)
         self.meta_loss_ = frozen_copy(net)
-        return self
 
     def _inner_config(self, sample_shape, n_classes) -> InnerConfig:
         return InnerConfig(
@@ -506,7 +436,9 @@ class MLNEvolver(BaseEstimator):
             device=self.device,
         )
 
-    def _check_vectorizable(self, config: InnerConfig, X_sample: np.ndarray) -> bool:
+    def _check_vectorizable(
+        self, config: InnerConfig, X_sample: np.ndarray, stacklevel: int = 3
+    ) -> bool:
         if not self.vectorized:
             return False
         module = make_module(config.module_factory, 0)
@@ -518,7 +450,7 @@ class MLNEvolver(BaseEstimator):
             "at a time, which is much slower. Pass vectorized=False to choose this loop "
             "explicitly.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
         return False
 
@@ -605,69 +537,3 @@ class MLNEvolver(BaseEstimator):
         tags.target_tags.required = True
         tags.non_deterministic = self.device != "cpu"
         return tags
-
-
-class _Shortlist:
-    """Candidates for the final re-evaluation (see MLNEvolver's Notes)."""
-
-    def __init__(self, x0: np.ndarray) -> None:
-        self.x0 = x0
-        self.generation_best: list[tuple[int, np.ndarray]] = []
-        self.top: list[tuple[float, int, np.ndarray]] = []
-
-    def add(self, generation: int, thetas: np.ndarray, fitness: np.ndarray) -> None:
-        best = int(np.argmax(fitness))
-        self.generation_best = [*self.generation_best, (generation, thetas[best])][
-            -_LAST_GENERATIONS:
-        ]
-        self.top = sorted(
-            [*self.top, (float(fitness[best]), generation, thetas[best])], key=lambda t: -t[0]
-        )[:_TOP_EVER]
-
-    def finalize(self, mean: np.ndarray) -> tuple[list[str], np.ndarray]:
-        labels = ["start", "final mean"]
-        candidates = [self.x0, mean]
-        for generation, theta in self.generation_best:
-            labels.append(f"best of generation {generation}")
-            candidates.append(theta)
-        for _, generation, theta in self.top:
-            label = f"best of generation {generation}"
-            if label not in labels:
-                labels.append(label)
-                candidates.append(theta)
-        return labels, np.stack(candidates)
-
-
-class _progress:
-    """A tqdm bar with best / mean fitness and sigma at ``verbose >= 1``; silent otherwise."""
-
-    def __init__(self, total: int, verbose: int, initial: int = 0) -> None:
-        self.total, self.verbose, self.initial, self.bar = total, verbose, initial, None
-
-    def __enter__(self):
-        if self.verbose >= 1:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(
-                total=self.total,
-                initial=self.initial,
-                desc="evolving",
-                unit="gen",
-                file=sys.stderr,
-            )
-        return self
-
-    def update(self, record: dict) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix(
-                best=f"{record['best_fitness']:.4f}",
-                mean=f"{record['mean_fitness']:.4f}",
-                sigma=f"{record['sigma']:.3g}",
-                fails=record["n_failures"],
-                refresh=False,
-            )
-            self.bar.update(1)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -9,44 +9,32 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_mln import MetaLossNetwork, MLNEvolver
 from sklearn_mln._strategy import DIAGONAL_THRESHOLD, CMAStrategy
-from sklearn_mln.datasets import load_digits_images
-
-TINY = dict(
-    n_shots=3,
-    n_tasks=2,
-    popsize=4,
-    n_generations=2,
-    inner_steps=10,
-    inner_lr=0.1,
-    n_reeval_tasks=2,
-    hidden_sizes=(4,),
-)
 
 
 @pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits_images(return_X_y=True)
-    return X.reshape(len(X), -1), y
+def tiny(tiny_evolver):
+    """The tiny settings of tests/conftest.py at inner_lr=0.1, seeded by each test."""
+    return {**{k: v for k, v in tiny_evolver.items() if k != "random_state"}, "inner_lr": 0.1}
 
 
 @pytest.fixture(scope="module")
-def fitted(digits):
-    X, y = digits
-    return MLNEvolver(**TINY, random_state=0).fit(X[:300], y[:300])
+def fitted(tiny, digits_flat):
+    X, y = digits_flat
+    return MLNEvolver(**tiny, random_state=0).fit(X[:300], y[:300])
 
 
 def _history_without_time(evo):
     return [{k: v for k, v in h.items() if k != "seconds"} for h in evo.history_]
 
 
-def test_user_story(fitted, digits):
+def test_user_story(tiny, fitted, digits_flat):
     from sklearn_mln import MLNClassifier
 
-    X, y = digits
+    X, y = digits_flat
     evo = fitted
     assert isinstance(evo.meta_loss_, MetaLossNetwork)
     assert not any(p.requires_grad for p in evo.meta_loss_.parameters())
-    assert len(evo.history_) == TINY["n_generations"] == evo.n_generations_
+    assert len(evo.history_) == tiny["n_generations"] == evo.n_generations_
     assert set(evo.history_[0]) == {
         "generation",
         "best_fitness",
@@ -59,14 +47,14 @@ def test_user_story(fitted, digits):
     for h in evo.history_:
         assert 0 <= h["mean_fitness"] <= h["best_fitness"] <= 1
     score = evo.score(X[300:600], y[300:600])
-    assert 0.3 < score <= 1.0  # 3-shot digits classifiers, far above chance (0.1)
+    assert 0.3 < score <= 1.0  # 3-shot digits_flat classifiers, far above chance (0.1)
     clf = MLNClassifier(meta_loss=evo, max_epochs=20, lr=0.1, random_state=0).fit(X[:50], y[:50])
     assert clf.score(X[600:], y[600:]) > 0.3
     assert evo.meta_loss_.metadata["evolved_by"] == "MLNEvolver"
 
 
-def test_random_state_reproduces_bit_for_bit(fitted, digits):
-    X, y = digits
+def test_random_state_reproduces_bit_for_bit(fitted, digits_flat):
+    X, y = digits_flat
     again = clone(fitted).fit(X[:300], y[:300])
     np.testing.assert_array_equal(
         again.meta_loss_.get_flat_params(), fitted.meta_loss_.get_flat_params()
@@ -75,35 +63,35 @@ def test_random_state_reproduces_bit_for_bit(fitted, digits):
     assert again.score(X[300:600], y[300:600]) == fitted.score(X[300:600], y[300:600])
 
 
-def test_different_seed_differs(fitted, digits):
-    X, y = digits
+def test_different_seed_differs(fitted, digits_flat):
+    X, y = digits_flat
     other = clone(fitted).set_params(random_state=1).fit(X[:300], y[:300])
     assert _history_without_time(other) != _history_without_time(fitted)
 
 
-def test_n_jobs_1_and_2_identical(digits):
-    X, y = digits
-    one = MLNEvolver(**TINY, n_jobs=1, random_state=3).fit(X[:300], y[:300])
-    two = MLNEvolver(**TINY, n_jobs=2, random_state=3).fit(X[:300], y[:300])
+def test_n_jobs_1_and_2_identical(tiny, digits_flat):
+    X, y = digits_flat
+    one = MLNEvolver(**tiny, n_jobs=1, random_state=3).fit(X[:300], y[:300])
+    two = MLNEvolver(**tiny, n_jobs=2, random_state=3).fit(X[:300], y[:300])
     np.testing.assert_array_equal(
         one.meta_loss_.get_flat_params(), two.meta_loss_.get_flat_params()
     )
     assert _history_without_time(one) == _history_without_time(two)
 
 
-def test_silent_no_files(tmp_path, monkeypatch, capsys, digits):
+def test_silent_no_files(tiny, tmp_path, monkeypatch, capsys, digits_flat):
     # the global random generators: tests/test_reproducibility.py
-    X, y = digits
+    X, y = digits_flat
     monkeypatch.chdir(tmp_path)
-    MLNEvolver(**TINY, random_state=0, verbose=0).fit(X[:300], y[:300])
+    MLNEvolver(**tiny, random_state=0, verbose=0).fit(X[:300], y[:300])
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == ""
     assert os.listdir(tmp_path) == []  # pycma's outcmaes/ would appear here
 
 
-def test_verbose_shows_progress(capsys, digits):
-    X, y = digits
-    MLNEvolver(**TINY, random_state=0, verbose=1).fit(X[:300], y[:300])
+def test_verbose_shows_progress(tiny, capsys, digits_flat):
+    X, y = digits_flat
+    MLNEvolver(**tiny, random_state=0, verbose=1).fit(X[:300], y[:300])
     err = capsys.readouterr().err
     assert "evolving" in err and "best=" in err and "sigma=" in err
 
@@ -121,28 +109,28 @@ def test_cma_seed_and_diagonal_switch():
     np.testing.assert_array_equal(a, b)
 
 
-def test_joint_structure_uses_separable_cma_above_threshold(digits):
-    X, y = digits
+def test_joint_structure_uses_separable_cma_above_threshold(tiny, digits_flat):
+    X, y = digits_flat
     evo = MLNEvolver(
-        **{**TINY, "n_generations": 1, "hidden_sizes": (12,)}, structure="joint", random_state=0
+        **{**tiny, "n_generations": 1, "hidden_sizes": (12,)}, structure="joint", random_state=0
     ).fit(X[:300], y[:300])
     assert evo.meta_loss_.n_params == 2 + 20 * 12 + 12 + 12 + 1 > DIAGONAL_THRESHOLD
     assert evo.meta_loss_.spec.structure == "joint"
 
 
-def test_bad_candidates_get_worst_fitness_without_crashing(digits):
-    X, y = digits
+def test_bad_candidates_get_worst_fitness_without_crashing(tiny, digits_flat):
+    X, y = digits_flat
     evo = MLNEvolver(
-        **{**TINY, "n_generations": 3}, init="random", anchor=None, sigma0=20.0, random_state=0
+        **{**tiny, "n_generations": 3}, init="random", anchor=None, sigma0=20.0, random_state=0
     ).fit(X[:300], y[:300])
     failures = sum(h["n_failures"] for h in evo.history_)
     assert failures > 0
     assert all(np.isfinite(h["best_fitness"]) for h in evo.history_)
 
 
-def test_max_time_stops_early(digits):
-    X, y = digits
-    evo = MLNEvolver(**{**TINY, "n_generations": 50}, max_time=1e-6, random_state=0)
+def test_max_time_stops_early(tiny, digits_flat):
+    X, y = digits_flat
+    evo = MLNEvolver(**{**tiny, "n_generations": 50}, max_time=1e-6, random_state=0)
     evo.fit(X[:300], y[:300])
     assert evo.stop_reason_ == "max_time" and len(evo.history_) == 1
 
@@ -154,11 +142,11 @@ def test_meta_loss_is_chosen_by_reevaluation(fitted):
     assert re["chosen"] == re["labels"][int(np.argmax(re["fitness"]))]
 
 
-def test_label_smoothing_start_and_warm_start(digits):
-    X, y = digits
-    evo = MLNEvolver(**{**TINY, "n_generations": 1}, init="label_smoothing", random_state=0)
+def test_label_smoothing_start_and_warm_start(tiny, digits_flat):
+    X, y = digits_flat
+    evo = MLNEvolver(**{**tiny, "n_generations": 1}, init="label_smoothing", random_state=0)
     evo.fit(X[:300], y[:300])
-    warm = MLNEvolver(**{**TINY, "n_generations": 1}, init=evo.meta_loss_, random_state=0)
+    warm = MLNEvolver(**{**tiny, "n_generations": 1}, init=evo.meta_loss_, random_state=0)
     warm.fit(X[:300], y[:300])
     assert warm.meta_loss_.spec == evo.meta_loss_.spec
 
@@ -179,20 +167,20 @@ def test_label_smoothing_start_and_warm_start(digits):
         (lambda X, y: (X[:300], y[:299]), "inconsistent"),
     ],
 )
-def test_bad_input_is_rejected_before_work(digits, X_y, match):
-    X, y = digits
+def test_bad_input_is_rejected_before_work(tiny, digits_flat, X_y, match):
+    X, y = digits_flat
     with pytest.raises(ValueError, match=match):
-        MLNEvolver(**{**TINY, "n_shots": 5}).fit(*X_y(X, y))
+        MLNEvolver(**{**tiny, "n_shots": 5}).fit(*X_y(X, y))
 
 
-def test_score_rejects_unseen_labels(fitted, digits):
-    X, y = digits
+def test_score_rejects_unseen_labels(fitted, digits_flat):
+    X, y = digits_flat
     with pytest.raises(ValueError, match="unseen"):
         fitted.score(X[300:600], y[300:600] + 100)
 
 
-def test_pickle_fitted(fitted, digits):
-    X, y = digits
+def test_pickle_fitted(fitted, digits_flat):
+    X, y = digits_flat
     restored = pickle.loads(pickle.dumps(fitted))
     np.testing.assert_array_equal(
         restored.meta_loss_.get_flat_params(), fitted.meta_loss_.get_flat_params()
@@ -210,9 +198,9 @@ class _BatchNormNet(torch.nn.Module):
         return self.bn(self.fc(X.flatten(1)))
 
 
-def test_unbatchable_module_falls_back_with_a_warning(capsys, digits):
-    X, y = digits
-    evo = MLNEvolver(**{**TINY, "n_generations": 1}, module=_BatchNormNet, random_state=0)
+def test_unbatchable_module_falls_back_with_a_warning(tiny, capsys, digits_flat):
+    X, y = digits_flat
+    evo = MLNEvolver(**{**tiny, "n_generations": 1}, module=_BatchNormNet, random_state=0)
     with pytest.warns(UserWarning, match="_BatchNormNet cannot be batched"):
         evo.fit(X[:300], y[:300])  # verbose=0: the slowdown is announced all the same
     assert capsys.readouterr() == ("", "")
@@ -221,17 +209,17 @@ def test_unbatchable_module_falls_back_with_a_warning(capsys, digits):
         evo.score(X[300:600], y[300:600])
 
 
-def test_explicit_one_at_a_time_loop_does_not_warn(digits, recwarn):
-    X, y = digits
-    MLNEvolver(**{**TINY, "n_generations": 1}, vectorized=False, random_state=0).fit(
+def test_explicit_one_at_a_time_loop_does_not_warn(tiny, digits_flat, recwarn):
+    X, y = digits_flat
+    MLNEvolver(**{**tiny, "n_generations": 1}, vectorized=False, random_state=0).fit(
         X[:300], y[:300]
     )
     assert not [w for w in recwarn if "cannot be batched" in str(w.message)]
 
 
-def test_images_use_the_cnn(digits):
-    X, y = load_digits_images(return_X_y=True)
-    cnn = {**TINY, "n_generations": 1, "inner_steps": 50, "inner_lr": 0.05}
+def test_images_use_the_cnn(tiny, digits):
+    X, y = digits
+    cnn = {**tiny, "n_generations": 1, "inner_steps": 50, "inner_lr": 0.05}
     evo = MLNEvolver(**cnn, random_state=0).fit(X[:300], y[:300])
     assert evo.n_features_in_ == 64 and evo.sample_shape_ == (1, 8, 8)
     assert evo.score(X[300:600], y[300:600]) > 0.2
@@ -256,12 +244,12 @@ def test_sklearn_compatible(estimator, check):
     check(estimator)
 
 
-def test_fitted_evolver_survives_clone_and_grid_search(fitted, digits):
+def test_fitted_evolver_survives_clone_and_grid_search(fitted, digits_flat):
     from sklearn.model_selection import GridSearchCV
 
     from sklearn_mln import MLNClassifier
 
-    X, y = digits
+    X, y = digits_flat
     clf = MLNClassifier(meta_loss=fitted, max_epochs=10, lr=0.1, random_state=0)
     assert clone(clf).meta_loss is fitted
     search = GridSearchCV(clf, {"lr": [0.05, 0.1]}, cv=2).fit(X[:100], y[:100])
