@@ -6,9 +6,10 @@ generalise well (Hai & Liu, "Evolving parametrized Loss for Image Classification
 Learning on Small Datasets").
 """
 
+from ._classical import ClassicalLoss
 from ._classifier import MLNClassifier
 from ._evolver import MLNEvolver
-from ._meta_loss import ClassicalLoss, MetaLossNetwork, load_meta_loss
+from ._meta_loss import MetaLossNetwork, load_meta_loss
 from ._modules import MLP, SmallCNN
 from ._version import __version__
 from .pretrained import load_pretrained

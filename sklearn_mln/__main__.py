@@ -105,7 +105,8 @@ def _compare(args, params: dict, losses: dict, X_test, y_test) -> str:
 
 
 def _evaluate(args, command: str) -> int:
-    from ._meta_loss import ClassicalLoss, resolve_loss
+    from ._classical import ClassicalLoss
+    from ._resolve import resolve_loss
 
     _, _, X_test, y_test = _load(args, None)
     params = values(args, EVALUATE_OPTIONS)
@@ -123,7 +124,7 @@ def _evaluate(args, command: str) -> int:
 def _evolve(args, command: str) -> int:
     import torch
 
-    from ._meta_loss import ClassicalLoss
+    from ._classical import ClassicalLoss
     from ._provenance import provenance
 
     started = time.perf_counter()

@@ -22,8 +22,8 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNetClassifier
 from torch import nn
 
-from ._meta_loss import resolve_loss
 from ._modules import default_module_factory
+from ._resolve import resolve_loss
 from ._validation import check_random_state, check_sample_shape
 
 #: prefixes of the skorch-routed ``**kwargs``

@@ -27,11 +27,11 @@ from ._meta_loss import (
     STRUCTURES,
     MetaLossNetwork,
     MetaLossSpec,
-    frozen_copy,
 )
 from ._modules import default_module_factory, supports_population
 from ._parallel import evaluate_population, shared_with_workers, single_threaded_blas
 from ._provenance import provenance
+from ._resolve import frozen_copy
 from ._strategy import CMAStrategy
 from ._tasks import class_indices, draw_seeds, sample_tasks
 from ._validation import check_random_state, check_sample_shape

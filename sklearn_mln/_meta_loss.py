@@ -23,11 +23,15 @@ For a sample with logits ``z`` (``C`` classes), one-hot label ``y`` and predicti
 Both outputs are non-negative. The linear term makes label smoothing an exact point of
 the anchored, log-prob search space (``a1 = eps``, ``a0 = -eps / C``; see
 :meth:`MetaLossNetwork.from_label_smoothing`).
+
+Around this module: the inner loop's CPU kernels (:mod:`sklearn_mln._loss_kernels`), the
+file format (:mod:`sklearn_mln._loss_file`), the classical losses
+(:mod:`sklearn_mln._classical`) and turning what a user passes into a loss
+(:mod:`sklearn_mln._resolve`).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,11 +41,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._archive import read_archive, write_archive
+from ._loss_file import read_loss_file, write_loss_file
+from ._loss_kernels import PerClassNetwork, fast_log_softmax
 from ._validation import check_random_state
 
-FORMAT_NAME = "sklearn-mln-meta-loss"
-FORMAT_VERSION = 1
 _N_LINEAR = 2  # a0, a1 of the linear term
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -138,9 +141,10 @@ def meta_loss_per_sample(
         True class indices.
     spec : MetaLossSpec
     fast : bool, default=False
-        Use the inner loop's CPU kernels: a log-softmax that can differ from torch's in the
-        last bit, and, for a per-class network whose ``theta`` needs no gradient, the
-        network's input gradient computed in the forward pass (:class:`_PerClassNetwork`).
+        Use the inner loop's CPU kernels (:mod:`sklearn_mln._loss_kernels`): a
+        log-softmax that can differ from torch's in the last bit, and, for a per-class
+        network whose ``theta`` needs no gradient, the network's input gradient computed
+        in the forward pass.
         Off, an anchored network at its start is cross-entropy bit for bit.
 
     Returns
@@ -154,7 +158,7 @@ def meta_loss_per_sample(
             f"{n_classes} columns; use structure='per_class' for any number of classes."
         )
     theta = theta.to(logits.dtype)
-    log_probs = _fast_log_softmax(logits) if fast else F.log_softmax(logits, -1)
+    log_probs = fast_log_softmax(logits) if fast else F.log_softmax(logits, -1)
     onehot = F.one_hot(y, n_classes).to(logits.dtype).expand_as(logits)
     if spec.inputs == "log_probs":
         pred = log_probs
@@ -168,7 +172,7 @@ def meta_loss_per_sample(
     g = (coef * pred).sum(-1)
 
     if fast and spec.structure == "per_class" and not theta.requires_grad and pred.requires_grad:
-        g = g + _PerClassNetwork.apply(pred, onehot, layers, spec.activation)
+        g = g + PerClassNetwork.apply(pred, onehot, layers, spec.activation)
     else:
         g = g + _network_output(pred, onehot, layers, spec)
 
@@ -176,16 +180,6 @@ def meta_loss_per_sample(
         cross_entropy = -(onehot * log_probs).sum(-1)
         return torch.relu(cross_entropy + g)
     return F.softplus(g)
-
-
-def _fast_log_softmax(logits: Tensor) -> Tensor:
-    """``F.log_softmax(logits, -1)``, several times faster for a few classes on CPU.
-
-    torch's kernel is slow when the last dimension is short (10 classes); the same value
-    from elementwise ops and one short reduction is 3-4x faster, forward and backward.
-    """
-    shifted = logits - logits.detach().amax(-1, keepdim=True)
-    return shifted - shifted.exp().sum(-1, keepdim=True).log()
 
 
 def _network_output(
@@ -208,89 +202,6 @@ def _network_output(
     return out
 
 
-def _tanh_and_slope(x: Tensor) -> tuple[Tensor, Tensor]:
-    # 2 sigmoid(2x) - 1: torch's CPU tanh is several times slower than its sigmoid
-    a = x.mul(2.0).sigmoid_().mul_(2.0).sub_(1.0)
-    return a, torch.mul(a, a).neg_().add_(1.0)
-
-
-def _sigmoid_and_slope(x: Tensor) -> tuple[Tensor, Tensor]:
-    a = torch.sigmoid(x)
-    return a, torch.sub(1.0, a).mul_(a)
-
-
-def _relu_and_slope(x: Tensor) -> tuple[Tensor, Tensor]:
-    return torch.relu(x), (x > 0).to(x.dtype)
-
-
-def _softplus_and_slope(x: Tensor) -> tuple[Tensor, Tensor]:
-    # F.softplus is the identity above its threshold (20), and so is its derivative
-    return F.softplus(x), torch.where(x > 20.0, 1.0, torch.sigmoid(x))
-
-
-def _gelu_and_slope(x: Tensor) -> tuple[Tensor, Tensor]:
-    density = torch.exp(-0.5 * x * x) * (2.0 * torch.pi) ** -0.5
-    return F.gelu(x), 0.5 * (1.0 + torch.erf(x * 0.5**0.5)) + x * density
-
-
-#: each activation with its derivative, computed from the same pass
-_ACTIVATIONS_AND_SLOPES: dict[str, Callable[[Tensor], tuple[Tensor, Tensor]]] = {
-    "tanh": _tanh_and_slope,
-    "relu": _relu_and_slope,
-    "sigmoid": _sigmoid_and_slope,
-    "softplus": _softplus_and_slope,
-    "gelu": _gelu_and_slope,
-}
-
-
-def _per_class_value_and_slope(
-    pred: Tensor, onehot: Tensor, layers: list[tuple[Tensor, Tensor]], activation: str
-) -> tuple[Tensor, Tensor]:
-    """``sum_c net([q_c, y_c])`` ``(P, n)`` and ``d net / d q_c`` ``(P, n, C)``.
-
-    The slope is carried forward alongside the activations (forward-mode: each class's
-    network has one varying input), so no activation needs to be kept for a backward pass.
-    Activations are laid out ``(P, units, n * C)``: the long axis is contiguous and every
-    weight broadcasts as one scalar per row, which CPU elementwise kernels vectorise.
-    """
-    n_pop, n_samples, n_classes = pred.shape
-    act_and_slope = _ACTIVATIONS_AND_SLOPES[activation]
-    weight, bias = layers[0]  # weight (P, H, 2): column 0 reads q_c, column 1 reads y_c
-    w_pred, w_label = weight[:, :, 0:1], weight[:, :, 1:2]
-    q = pred.reshape(n_pop, 1, -1)
-    label = onehot.reshape(n_pop, 1, -1)
-    h = torch.addcmul(bias.unsqueeze(-1), q, w_pred).addcmul_(label, w_label)
-    slope = w_pred
-    for weight, bias in layers[1:]:
-        a, act_slope = act_and_slope(h)
-        slope = torch.bmm(weight, act_slope.mul_(slope))
-        h = torch.baddbmm(bias.unsqueeze(-1), weight, a)
-    value = h.reshape(n_pop, n_samples, n_classes).sum(-1)
-    return value, slope.expand(n_pop, 1, q.shape[-1]).reshape(n_pop, n_samples, n_classes)
-
-
-class _PerClassNetwork(torch.autograd.Function):
-    """The per-class network's output with its input gradient computed in the forward pass.
-
-    During inner training the meta-loss weights are constants (evolution needs no gradient
-    through them), so the backward pass only needs ``d net / d q``: saving that one
-    ``(P, n, C)`` tensor replaces autograd's per-layer activations and their backward
-    kernels, the largest cost of a population step on a small classifier.
-    """
-
-    @staticmethod
-    def forward(ctx, pred, onehot, layers, activation):
-        value, slope = _per_class_value_and_slope(pred, onehot, layers, activation)
-        ctx.save_for_backward(slope)
-        return value
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_value):
-        (slope,) = ctx.saved_tensors
-        return grad_value.unsqueeze(-1) * slope, None, None, None
-
-
 def init_flat_params(spec: MetaLossSpec, random_state: np.random.RandomState) -> np.ndarray:
     """Initial parameter vector; anchored networks start as exactly cross-entropy."""
     parts = [np.zeros(_N_LINEAR)]
@@ -303,92 +214,6 @@ def init_flat_params(spec: MetaLossSpec, random_state: np.random.RandomState) ->
             weight = random_state.normal(0.0, 1.0 / np.sqrt(in_f), size=(out_f, in_f))
         parts += [weight.ravel(), np.zeros(out_f)]
     return np.concatenate(parts)
-
-
-# ----------------------------------------------------------------------------- classical losses
-def _cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
-    return -F.log_softmax(logits, -1).gather(-1, _expand_labels(y, logits)).squeeze(-1)
-
-
-def _expand_labels(y: Tensor, logits: Tensor) -> Tensor:
-    return y.expand(logits.shape[:-1]).unsqueeze(-1)
-
-
-def _mse(logits: Tensor, y: Tensor) -> Tensor:
-    onehot = F.one_hot(y, logits.shape[-1]).to(logits.dtype)
-    return ((logits.softmax(-1) - onehot) ** 2).sum(-1)
-
-
-def _label_smoothing(logits: Tensor, y: Tensor, smoothing: float = 0.1) -> Tensor:
-    log_probs = F.log_softmax(logits, -1)
-    nll = -log_probs.gather(-1, _expand_labels(y, logits)).squeeze(-1)
-    return (1.0 - smoothing) * nll - smoothing * log_probs.mean(-1)
-
-
-def _focal(logits: Tensor, y: Tensor, gamma: float = 2.0) -> Tensor:
-    log_pt = F.log_softmax(logits, -1).gather(-1, _expand_labels(y, logits)).squeeze(-1)
-    return -((1.0 - log_pt.exp()) ** gamma) * log_pt
-
-
-def _poly1(logits: Tensor, y: Tensor, epsilon: float = 1.0) -> Tensor:
-    # Poly-1 (Leng et al., 2022): cross-entropy plus epsilon (1 - p_true)
-    log_pt = F.log_softmax(logits, -1).gather(-1, _expand_labels(y, logits)).squeeze(-1)
-    return -log_pt + epsilon * (1.0 - log_pt.exp())
-
-
-CLASSICAL_LOSSES: dict[str, tuple[Callable[..., Tensor], dict]] = {
-    "cross_entropy": (_cross_entropy, {}),
-    "mse": (_mse, {}),
-    "label_smoothing": (_label_smoothing, {"smoothing": 0.1}),
-    "focal": (_focal, {"gamma": 2.0}),
-    "poly1": (_poly1, {"epsilon": 1.0}),
-}
-
-
-class ClassicalLoss(nn.Module):
-    """A classical classification loss with the interface of :class:`MetaLossNetwork`.
-
-    Parameters
-    ----------
-    name : {"cross_entropy", "mse", "label_smoothing", "focal", "poly1"}
-        ``"mse"`` compares the softmax with the one-hot label (as in the paper);
-        ``"poly1"`` is cross-entropy plus ``epsilon * (1 - p_true)`` (Poly-1).
-    **params
-        ``smoothing`` (label smoothing, default 0.1), ``gamma`` (focal, default 2) or
-        ``epsilon`` (Poly-1, default 1).
-
-    Examples
-    --------
-    >>> import torch
-    >>> from sklearn_mln import ClassicalLoss
-    >>> loss = ClassicalLoss("label_smoothing", smoothing=0.1)
-    >>> float(loss(torch.zeros(2, 3), torch.tensor([0, 2])))  # uniform prediction: log(3)
-    1.0986...
-    """
-
-    def __init__(self, name: str = "cross_entropy", **params: float) -> None:
-        super().__init__()
-        if name not in CLASSICAL_LOSSES:
-            raise ValueError(
-                f"Unknown loss {name!r}; classical losses are {sorted(CLASSICAL_LOSSES)}."
-            )
-        fn, defaults = CLASSICAL_LOSSES[name]
-        unknown = set(params) - set(defaults)
-        if unknown:
-            raise ValueError(f"Loss {name!r} takes {sorted(defaults)}, got {sorted(unknown)}.")
-        self.name = name
-        self.params = {**defaults, **params}
-        self._fn = fn
-
-    def per_sample(self, logits: Tensor, y: Tensor) -> Tensor:
-        """Per-sample losses; ``logits`` ``(..., n, C)``, ``y`` ``(n,)`` or ``(..., n)``."""
-        return self._fn(logits, y, **self.params)
-
-    def forward(self, logits: Tensor, y: Tensor) -> Tensor:
-        return self.per_sample(logits, y).mean()
-
-    def extra_repr(self) -> str:
-        return ", ".join([repr(self.name)] + [f"{k}={v}" for k, v in self.params.items()])
 
 
 # ----------------------------------------------------------------------------- the module
@@ -552,17 +377,7 @@ class MetaLossNetwork(nn.Module):
         The file is a NumPy ``.npz`` archive holding the float64 weights and a JSON header;
         it is written atomically.
         """
-        from ._version import __version__
-
-        header = {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "package_version": __version__,
-            "spec": self.spec.to_dict(),
-            "n_params": self.n_params,
-            "metadata": self.metadata,
-        }
-        write_archive(path, header, {"theta": self.get_flat_params()})
+        write_loss_file(path, self.spec.to_dict(), self.get_flat_params(), self.metadata)
 
 
 def load_meta_loss(path) -> MetaLossNetwork:
@@ -588,72 +403,15 @@ def load_meta_loss(path) -> MetaLossNetwork:
     35
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"No meta-loss file at {str(path)!r}.")
-    header, arrays = read_archive(path, FORMAT_NAME, FORMAT_VERSION, "meta-loss")
+    spec, theta, metadata = read_loss_file(path)
     try:
-        theta = np.asarray(arrays["theta"], dtype=np.float64)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(
-            f"{str(path)!r} is not a readable meta-loss file (truncated or corrupt?): {exc}"
-        ) from exc
-    try:
-        spec = MetaLossSpec(
-            **{**header["spec"], "hidden_sizes": tuple(header["spec"]["hidden_sizes"])}
-        )
-    except (TypeError, KeyError) as exc:
+        spec = MetaLossSpec(**spec)
+    except TypeError as exc:
         raise ValueError(f"{str(path)!r} has an invalid architecture header: {exc}") from exc
     if theta.shape != (spec.n_params,):
         raise ValueError(
             f"{str(path)!r} holds {theta.shape} weights; its architecture needs ({spec.n_params},)."
         )
     net = MetaLossNetwork.from_spec(spec, theta)
-    net.metadata = dict(header.get("metadata") or {})
+    net.metadata = dict(metadata or {})
     return net
-
-
-def frozen_copy(loss: nn.Module) -> nn.Module:
-    """A copy of ``loss`` whose parameters do not require gradients."""
-    import copy
-
-    loss = copy.deepcopy(loss)
-    for p in loss.parameters():
-        p.requires_grad_(False)
-    return loss
-
-
-def resolve_loss(meta_loss) -> nn.Module:
-    """Turn what a user passes as ``meta_loss`` into a frozen loss module.
-
-    Accepts a classical loss name, a :class:`MetaLossNetwork` or :class:`ClassicalLoss`, a
-    path to a saved meta-loss, a fitted evolver (anything with ``meta_loss_``), or the name
-    of a shipped pretrained loss.
-    """
-    if isinstance(meta_loss, nn.Module):
-        if not hasattr(meta_loss, "per_sample"):
-            raise TypeError(
-                "meta_loss modules must be a MetaLossNetwork or ClassicalLoss; wrap other "
-                "criteria in a skorch NeuralNetClassifier directly."
-            )
-        return frozen_copy(meta_loss)
-    if hasattr(meta_loss, "meta_loss_"):
-        return frozen_copy(meta_loss.meta_loss_)
-    if isinstance(meta_loss, str) and meta_loss in CLASSICAL_LOSSES:
-        return ClassicalLoss(meta_loss)
-    if isinstance(meta_loss, (str, os.PathLike)):
-        from .pretrained import PRETRAINED, load_pretrained
-
-        if isinstance(meta_loss, str) and meta_loss in PRETRAINED:
-            return frozen_copy(load_pretrained(meta_loss))
-        if Path(meta_loss).is_file():
-            return frozen_copy(load_meta_loss(meta_loss))
-        raise ValueError(
-            f"meta_loss={meta_loss!r} is neither a classical loss {sorted(CLASSICAL_LOSSES)}, "
-            f"a pretrained loss {sorted(PRETRAINED)}, nor an existing file."
-        )
-    if hasattr(meta_loss, "fit") and hasattr(meta_loss, "get_params"):
-        raise ValueError("The evolver passed as meta_loss is not fitted; call fit first.")
-    raise TypeError(
-        "meta_loss must be a loss name, a MetaLossNetwork, a path to a saved one or a fitted "
-        f"MLNEvolver; got {type(meta_loss).__name__}."
-    )

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from ._archive import atomic_write_bytes
+from ._classical import CLASSICAL_LOSSES, ClassicalLoss
 from ._inner import (
     InnerConfig,
     TaskBatch,
@@ -48,7 +49,6 @@ from ._inner import (
     members_per_pass,
     score_population_at_steps,
 )
-from ._meta_loss import CLASSICAL_LOSSES, ClassicalLoss
 from ._modules import MLP, SmallCNN
 from ._provenance import provenance, provenance_lines
 from ._tasks import class_indices, draw_seeds, sample_tasks
@@ -841,7 +841,7 @@ def run_benchmark(
     **options
         Keyword arguments of :func:`small_data_benchmark`.
     """
-    from ._meta_loss import resolve_loss
+    from ._resolve import resolve_loss
     from .datasets import load_splits
 
     resolved = {}

@@ -14,19 +14,6 @@ from skorch.dataset import ValidSplit
 
 from sklearn_mln import MLP, ClassicalLoss, MetaLossNetwork, MLNClassifier, SmallCNN
 from sklearn_mln._inner import train_reference
-from sklearn_mln.datasets import load_digits_images
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits_images(return_X_y=True)
-    return X, y
-
-
-@pytest.fixture(scope="module")
-def flat(digits):
-    X, y = digits
-    return X.reshape(len(X), -1), y
 
 
 @parametrize_with_checks(
@@ -55,9 +42,9 @@ def test_user_story(digits, layout, max_epochs):
     assert isinstance(clf.module_, MLP if layout == "flat" else SmallCNN)
 
 
-def test_training_is_the_reference_loop(flat):
+def test_training_is_the_reference_loop(digits_flat):
     """skorch's loop with a module instance is plain full-batch SGD with momentum."""
-    X, y = flat
+    X, y = digits_flat
     module = MLP(64, 10, hidden_sizes=(16,))
     before = copy.deepcopy(module.state_dict())
     clf = MLNClassifier(module, max_epochs=15, lr=0.05, momentum=0.8).fit(X[:80], y[:80])
@@ -80,8 +67,8 @@ def test_training_is_the_reference_loop(flat):
 
 
 # --------------------------------------------------------------------------- inputs and labels
-def test_string_labels(flat):
-    X, y = flat
+def test_string_labels(digits_flat):
+    X, y = digits_flat
     names = np.array([f"digit-{i}" for i in range(10)])  # sorts like 0..9: same encoding
     clf = MLNClassifier(max_epochs=20, random_state=0).fit(X[:100], names[y[:100]])
     ref = MLNClassifier(max_epochs=20, random_state=0).fit(X[:100], y[:100])
@@ -92,9 +79,9 @@ def test_string_labels(flat):
     assert clf.score(X[100:300], names[y[100:300]]) == ref.score(X[100:300], y[100:300])
 
 
-def test_two_and_four_dimensional_inputs(digits, flat):
+def test_two_and_four_dimensional_inputs(digits, digits_flat):
     X4, y = digits
-    X2, _ = flat
+    X2, _ = digits_flat
     clf4 = MLNClassifier(max_epochs=3, random_state=0).fit(X4[:60], y[:60])
     clf2 = MLNClassifier(max_epochs=3, random_state=0).fit(X2[:60], y[:60])
     assert clf4.n_features_in_ == clf2.n_features_in_ == 64
@@ -109,8 +96,8 @@ def test_two_and_four_dimensional_inputs(digits, flat):
         clf4.predict(X2[:5])  # same number of features, wrong layout
 
 
-def test_predict_proba_matches_softmax_of_logits(flat):
-    X, y = flat
+def test_predict_proba_matches_softmax_of_logits(digits_flat):
+    X, y = digits_flat
     clf = MLNClassifier(max_epochs=5, random_state=0).fit(X[:50], y[:50])
     with torch.no_grad():
         logits = clf.module_(torch.as_tensor(X[50:60]))
@@ -145,12 +132,13 @@ def test_bad_inputs_raise_clear_errors(X, y, match):
         ({"batch_size": 0}, ValueError, "'batch_size' parameter"),
         ({"momentum": 1.5}, ValueError, "'momentum' parameter"),
         ({"meta_loss": "hinge"}, ValueError, "neither a classical loss"),
+        ({"meta_loss": "focal(gamma=x)"}, ValueError, "gamma='x' is not a number"),
         ({"meta_loss": 3}, TypeError, "meta_loss must be"),
         ({"meta_loss": torch.nn.CrossEntropyLoss()}, TypeError, "MetaLossNetwork"),
     ],
 )
-def test_bad_parameters_raise_in_fit(flat, params, error, match):
-    X, y = flat
+def test_bad_parameters_raise_in_fit(digits_flat, params, error, match):
+    X, y = digits_flat
     clf = MLNClassifier(**{"max_epochs": 1, **params})  # __init__ only stores
     with pytest.raises(error, match=match):
         clf.fit(X[:20], y[:20])
@@ -158,8 +146,8 @@ def test_bad_parameters_raise_in_fit(flat, params, error, match):
 
 # --------------------------------------------------------------------------- losses
 @pytest.mark.parametrize("name", ["cross_entropy", "mse", "label_smoothing", "focal"])
-def test_classical_losses(flat, name):
-    X, y = flat
+def test_classical_losses(digits_flat, name):
+    X, y = digits_flat
     clf = MLNClassifier(meta_loss=name, max_epochs=50, lr=0.1, random_state=0)
     clf.fit(X[:100], y[:100])
     assert isinstance(clf.loss_, ClassicalLoss) and clf.loss_.name == name
@@ -167,8 +155,15 @@ def test_classical_losses(flat, name):
     assert np.all(np.isfinite(clf.history_[:, "train_loss"]))
 
 
-def test_meta_loss_network_by_path(tmp_path, flat):
-    X, y = flat
+def test_classical_loss_with_parameters_by_name(digits_flat):
+    X, y = digits_flat
+    clf = MLNClassifier(meta_loss="label_smoothing(smoothing=0.9)", max_epochs=2, random_state=0)
+    clf.fit(X[:50], y[:50])
+    assert clf.loss_.name == "label_smoothing" and clf.loss_.params == {"smoothing": 0.9}
+
+
+def test_meta_loss_network_by_path(tmp_path, digits_flat):
+    X, y = digits_flat
     mln = MetaLossNetwork(10, random_state=0, anchor=None)
     path = tmp_path / "loss.mln"
     mln.save(path)
@@ -182,8 +177,8 @@ def test_meta_loss_network_by_path(tmp_path, flat):
         )
 
 
-def test_fitted_evolver_like_object(flat):
-    X, y = flat
+def test_fitted_evolver_like_object(digits_flat):
+    X, y = digits_flat
 
     class FittedEvolver:
         meta_loss_ = MetaLossNetwork(10, random_state=1)
@@ -193,8 +188,8 @@ def test_fitted_evolver_like_object(flat):
     assert clf.loss_ is not FittedEvolver.meta_loss_
 
 
-def test_meta_loss_is_frozen_and_not_optimized(flat):
-    X, y = flat
+def test_meta_loss_is_frozen_and_not_optimized(digits_flat):
+    X, y = digits_flat
     mln = MetaLossNetwork(10, hidden_sizes=(4,), anchor=None, random_state=0)
     mln.set_flat_params(np.random.RandomState(0).normal(size=mln.n_params))
     theta = mln.get_flat_params()
@@ -210,8 +205,8 @@ def test_meta_loss_is_frozen_and_not_optimized(flat):
 
 
 # --------------------------------------------------------------------------- modules, optimizer
-def test_module_class_with_routed_kwargs(digits, flat):
-    X, y = flat
+def test_module_class_with_routed_kwargs(digits, digits_flat):
+    X, y = digits_flat
     clf = MLNClassifier(MLP, max_epochs=2, module__hidden_sizes=(7,)).fit(X[:30], y[:30])
     assert clf.module_.layers[0].in_features == 64
     assert clf.module_.layers[0].out_features == 7
@@ -221,14 +216,14 @@ def test_module_class_with_routed_kwargs(digits, flat):
     assert clf.module_.convs[0].out_channels == 4 and clf.module_.fc.out_features == 3
 
 
-def test_default_module_gets_routed_kwargs(flat):
-    X, y = flat
+def test_default_module_gets_routed_kwargs(digits_flat):
+    X, y = digits_flat
     clf = MLNClassifier(max_epochs=2, module__hidden_sizes=(5, 6)).fit(X[:30], y[:30])
     assert [layer.out_features for layer in clf.module_.layers] == [5, 6, 10]
 
 
-def test_momentum_routing(flat):
-    X, y = flat
+def test_momentum_routing(digits_flat):
+    X, y = digits_flat
     sgd = MLNClassifier(max_epochs=1, momentum=0.7).fit(X[:20], y[:20])
     assert sgd.net_.optimizer_.param_groups[0]["momentum"] == 0.7
     override = MLNClassifier(max_epochs=1, optimizer__momentum=0.3).fit(X[:20], y[:20])
@@ -240,8 +235,8 @@ def test_momentum_routing(flat):
     assert wd.net_.optimizer_.param_groups[0]["weight_decay"] == 0.01
 
 
-def test_full_batch_and_mini_batches(flat):
-    X, y = flat
+def test_full_batch_and_mini_batches(digits_flat):
+    X, y = digits_flat
     full = MLNClassifier(max_epochs=3, random_state=0).fit(X[:50], y[:50])
     assert [len(row["batches"]) for row in full.history_] == [1, 1, 1]
     mini = MLNClassifier(max_epochs=2, batch_size=16, random_state=0).fit(X[:50], y[:50])
@@ -252,8 +247,8 @@ def test_full_batch_and_mini_batches(flat):
 
 # --------------------------------------------------------------------------- reproducibility
 @pytest.mark.parametrize("batch_size", [-1, 16])
-def test_random_state_reproducible_and_no_rng_leak(flat, batch_size):
-    X, y = flat
+def test_random_state_reproducible_and_no_rng_leak(digits_flat, batch_size):
+    X, y = digits_flat
     params = dict(max_epochs=5, batch_size=batch_size, random_state=3)
     torch.manual_seed(1)
     state = torch.random.get_rng_state()
@@ -266,16 +261,16 @@ def test_random_state_reproducible_and_no_rng_leak(flat, batch_size):
     assert not np.array_equal(a.predict_proba(X[60:]), c.predict_proba(X[60:]))
 
 
-def test_random_state_instance_is_accepted(flat):
-    X, y = flat
+def test_random_state_instance_is_accepted(digits_flat):
+    X, y = digits_flat
     rng = np.random.RandomState(0)
     a = MLNClassifier(max_epochs=2, random_state=rng).fit(X[:30], y[:30])
     assert a.predict(X[:5]).shape == (5,)
 
 
 # --------------------------------------------------------------------------- skorch features
-def test_callbacks_and_history(flat):
-    X, y = flat
+def test_callbacks_and_history(digits_flat):
+    X, y = digits_flat
     callbacks = [EpochScoring("accuracy", on_train=True, name="train_acc", lower_is_better=False)]
     clf = MLNClassifier(max_epochs=7, callbacks=callbacks, random_state=0).fit(X[:50], y[:50])
     assert len(clf.history_) == 7
@@ -286,8 +281,8 @@ def test_callbacks_and_history(flat):
     assert clf.callbacks is callbacks  # the parameter is not replaced
 
 
-def test_callbacks_routed_params(flat, capsys):
-    X, y = flat
+def test_callbacks_routed_params(digits_flat, capsys):
+    X, y = digits_flat
     clf = MLNClassifier(max_epochs=2, verbose=1, callbacks__print_log=None)
     clf.fit(X[:30], y[:30])  # skorch's PrintLog is switched off through a routed param
     assert capsys.readouterr().out == ""
@@ -297,15 +292,15 @@ def test_callbacks_routed_params(flat, capsys):
     assert "epoch" in out and "train_loss" not in out
 
 
-def test_train_split(flat):
-    X, y = flat
+def test_train_split(digits_flat):
+    X, y = digits_flat
     clf = MLNClassifier(max_epochs=3, train_split=ValidSplit(5), random_state=0)
     clf.fit(X[:100], y[:100])
     assert "valid_loss" in clf.history_[-1] and "valid_acc" in clf.history_[-1]
 
 
-def test_verbose(flat, capsys):
-    X, y = flat
+def test_verbose(digits_flat, capsys):
+    X, y = digits_flat
     MLNClassifier(max_epochs=3, verbose=0).fit(X[:30], y[:30])
     assert capsys.readouterr() == ("", "")
     MLNClassifier(max_epochs=3, verbose=1).fit(X[:30], y[:30])
@@ -322,8 +317,8 @@ def test_verbose(flat, capsys):
         ({"module__": 1}, "unexpected argument"),
     ],
 )
-def test_unknown_kwargs_raise_in_fit(flat, kwargs, message):
-    X, y = flat
+def test_unknown_kwargs_raise_in_fit(digits_flat, kwargs, message):
+    X, y = digits_flat
     clf = MLNClassifier(max_epochs=1, **kwargs)  # stored, as scikit-learn's __init__ must
     assert clf.get_params()[next(iter(kwargs))] == next(iter(kwargs.values()))
     for estimator in (clf, clone(clf), MLNClassifier(max_epochs=1).set_params(**kwargs)):
@@ -356,8 +351,8 @@ def test_init_only_stores():
 
 
 # --------------------------------------------------------------------------- composition
-def test_pipeline(flat):
-    X, y = flat
+def test_pipeline(digits_flat):
+    X, y = digits_flat
     pipe = make_pipeline(
         FunctionTransformer(np.sqrt), StandardScaler(), MLNClassifier(max_epochs=30, random_state=0)
     )
@@ -365,8 +360,8 @@ def test_pipeline(flat):
     assert pipe.score(X[100:600], y[100:600]) > 0.6
 
 
-def test_grid_search_parallel(flat):
-    X, y = flat
+def test_grid_search_parallel(digits_flat):
+    X, y = digits_flat
     grid = GridSearchCV(
         MLNClassifier(max_epochs=10, random_state=0),
         {"lr": [0.01, 0.1], "module__hidden_sizes": [(8,), (16,)]},
@@ -380,8 +375,8 @@ def test_grid_search_parallel(flat):
     assert best.lr == grid.best_params_["lr"]
 
 
-def test_pickle_unfitted_and_fitted(flat):
-    X, y = flat
+def test_pickle_unfitted_and_fitted(digits_flat):
+    X, y = digits_flat
     clf = MLNClassifier(max_epochs=5, random_state=0, module__hidden_sizes=(8,))
     restored = pickle.loads(pickle.dumps(clf))
     assert restored.get_params()["module__hidden_sizes"] == (8,)
@@ -392,16 +387,16 @@ def test_pickle_unfitted_and_fitted(flat):
     assert len(restored.history_) == 5
 
 
-def test_module_with_wrong_output_size_fails_early(flat):
-    X, y = flat
+def test_module_with_wrong_output_size_fails_early(digits_flat):
+    X, y = digits_flat
     with pytest.raises(
         ValueError, match=r"output logits of shape .* \(2, 10\); it output \(2, 5\)"
     ):
         MLNClassifier(MLP(64, 5), max_epochs=1).fit(X[:30], y[:30])
 
 
-def test_joint_meta_loss_must_match_number_of_classes(flat):
-    X, y = flat
+def test_joint_meta_loss_must_match_number_of_classes(digits_flat):
+    X, y = digits_flat
     joint = MetaLossNetwork(3, structure="joint", random_state=0)
     with pytest.raises(ValueError, match="joint meta-loss for 3 classes but y has 10"):
         MLNClassifier(meta_loss=joint, max_epochs=1).fit(X[:30], y[:30])

@@ -12,17 +12,16 @@ from hypothesis import strategies as st
 
 import sklearn_mln.pretrained
 from sklearn_mln import ClassicalLoss, MetaLossNetwork, load_meta_loss
+from sklearn_mln._loss_file import FORMAT_NAME, FORMAT_VERSION
+from sklearn_mln._loss_kernels import ACTIVATIONS_AND_SLOPES
 from sklearn_mln._meta_loss import (
     ACTIVATIONS,
-    FORMAT_NAME,
-    FORMAT_VERSION,
     INPUTS,
     STRUCTURES,
     MetaLossSpec,
-    frozen_copy,
     meta_loss_per_sample,
-    resolve_loss,
 )
+from sklearn_mln._resolve import frozen_copy, resolve_loss
 
 ALL_SPECS = [
     dict(structure=s, inputs=i, anchor=a)
@@ -502,6 +501,59 @@ def test_resolve_errors(tmp_path):
         resolve_loss(Unfitted())
 
 
+@pytest.mark.parametrize(
+    "text, name, params",
+    [
+        ("label_smoothing(smoothing=0.9)", "label_smoothing", {"smoothing": 0.9}),
+        ("focal(gamma=1.5)", "focal", {"gamma": 1.5}),
+        (" poly1( epsilon = -1 ) ", "poly1", {"epsilon": -1.0}),
+        ("focal(gamma=2e-1)", "focal", {"gamma": 0.2}),
+        ("label_smoothing()", "label_smoothing", {"smoothing": 0.1}),
+        ("mse()", "mse", {}),
+    ],
+)
+def test_resolve_parameterised_classical_names(text, name, params):
+    loss = resolve_loss(text)
+    assert isinstance(loss, ClassicalLoss) and loss.name == name and loss.params == params
+    assert all(type(v) is float for v in loss.params.values())
+    logits, y = _data()
+    direct = ClassicalLoss(name, **params)
+    torch.testing.assert_close(loss(logits, y), direct(logits, y), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("hinge(margin=1)", "'hinge' is none of the classical losses"),
+        ("focal(alpha=1)", r"'focal' takes \['gamma'\], not 'alpha'"),
+        ("cross_entropy(smoothing=0.1)", r"takes \[\], not 'smoothing'"),
+        ("focal(gamma=1, gamma=2)", "'gamma' is given twice"),
+        ("focal(gamma=abc)", "gamma='abc' is not a number"),
+        ("focal(gamma=nan)", "not a number"),
+        ("focal(gamma=inf)", "not a number"),
+        ("focal(gamma=(1))", "not a number"),
+        ("focal(gamma=1_0)", "not a number"),
+        ("focal(gamma=1,)", "expected keyword=number"),
+        ("focal(2)", "expected keyword=number"),
+        ("focal(=2)", "expected keyword=number"),
+        ("label_smoothing(smoothing=0.9", "neither a classical loss"),
+    ],
+)
+def test_resolve_parameterised_names_strictly(text, match):
+    with pytest.raises(ValueError, match=match) as error:
+        resolve_loss(text)
+    if "neither" not in match:
+        assert "label_smoothing(smoothing=0.2)" in str(error.value)  # how to write it
+
+
+def test_an_existing_file_wins_over_a_parameterised_name(tmp_path, monkeypatch):
+    net = _randomize(MetaLossNetwork(10, random_state=0))
+    net.save(tmp_path / "focal(gamma=2)")
+    monkeypatch.chdir(tmp_path)
+    loss = resolve_loss("focal(gamma=2)")
+    np.testing.assert_array_equal(loss.get_flat_params(), net.get_flat_params())
+
+
 # --------------------------------------------------------------------------- inner-loop kernels
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
 @pytest.mark.parametrize("hidden_sizes", [(), (8,), (6, 4)])
@@ -522,6 +574,10 @@ def test_fast_kernels_match_autograd(activation, hidden_sizes, inputs, anchor):
     (grad_fast,) = torch.autograd.grad((fast * weights).sum(), z_fast)
     (grad_plain,) = torch.autograd.grad((plain * weights).sum(), z_plain)
     torch.testing.assert_close(grad_fast, grad_plain, rtol=1e-10, atol=1e-10)
+
+
+def test_every_activation_has_a_fast_kernel():
+    assert set(ACTIVATIONS_AND_SLOPES) == set(ACTIVATIONS)
 
 
 def test_fast_kernels_keep_the_gradient_of_a_trainable_loss():

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .._meta_loss import MetaLossNetwork, load_meta_loss
+
 _HERE = Path(__file__).parent
 
 #: name -> file shipped in this folder. Each file's ``metadata`` holds its provenance and,
@@ -39,7 +41,7 @@ PRETRAINED: dict[str, str] = {
 }
 
 
-def load_pretrained(name: str):
+def load_pretrained(name: str) -> MetaLossNetwork:
     """Load a meta-loss shipped with the package.
 
     Parameters
@@ -60,8 +62,6 @@ def load_pretrained(name: str):
     >>> loss.metadata["dataset"]
     'fashion-mnist'
     """
-    from .._meta_loss import load_meta_loss
-
     if name not in PRETRAINED:
         raise ValueError(f"Unknown pretrained loss {name!r}; available: {sorted(PRETRAINED)}.")
     return load_meta_loss(_HERE / PRETRAINED[name])
