@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 import warnings
@@ -28,45 +27,13 @@ from ._meta_loss import (
     MetaLossNetwork,
     MetaLossSpec,
 )
-from ._modules import default_module_factory, supports_population
+from ._modules import resolve_module_factory, supports_population
 from ._parallel import evaluate_population, shared_with_workers, single_threaded_blas
 from ._provenance import provenance
 from ._resolve import frozen_copy
 from ._strategy import CMAStrategy
 from ._tasks import class_indices, draw_seeds, sample_tasks
 from ._validation import check_random_state, check_sample_shape
-
-
-def resolve_module_factory(module, sample_shape, n_classes):
-    """A zero-argument callable that builds a fresh classifier.
-
-    ``None`` gives the default (CNN for images, MLP otherwise); a class or callable is
-    called with no arguments; a module instance is deep-copied and its layers re-drawn
-    with ``reset_parameters``.
-    """
-    if module is None:
-        return default_module_factory(tuple(sample_shape), n_classes)
-    if isinstance(module, torch.nn.Module):
-        return _ResetCopy(module)
-    if callable(module):
-        return module
-    raise TypeError(
-        f"module must be None, a torch.nn.Module class, instance or factory; got {module!r}"
-    )
-
-
-class _ResetCopy:
-    """Picklable factory: a copy of a module instance with freshly drawn weights."""
-
-    def __init__(self, module: torch.nn.Module) -> None:
-        self.module = module
-
-    def __call__(self) -> torch.nn.Module:
-        fresh = copy.deepcopy(self.module)
-        for layer in fresh.modules():
-            if hasattr(layer, "reset_parameters"):
-                layer.reset_parameters()
-        return fresh
 
 
 class MLNEvolver(BaseEstimator):

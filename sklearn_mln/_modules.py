@@ -8,6 +8,8 @@ for the CNN, and ``torch.func.vmap`` over ``functional_call`` for any other modu
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Callable
 from functools import partial
 
@@ -139,16 +141,71 @@ class SmallCNN(nn.Module):
         return self.fc(h.flatten(1))
 
 
+#: name -> (description, constructor keyword arguments) of the classifiers the package
+#: trains (the benchmark's architectures); the CNNs need images (n, c, h, w)
+ARCHITECTURES: dict[str, tuple[str, dict]] = {
+    "cnn": ("SmallCNN, channels (8, 16): the default classifier evolution trains", {}),
+    "mlp": ("MLP, one hidden layer of 64: the default for flat data", {"hidden_sizes": (64,)}),
+    "cnn-wide": (
+        "SmallCNN, channels (16, 32): never seen by evolution (transfer)",
+        {"channels": (16, 32)},
+    ),
+    "mlp2": ("MLP, hidden layers (128, 64): never seen by evolution", {"hidden_sizes": (128, 64)}),
+}
+
+
+def architecture_factory(
+    name: str, sample_shape: tuple[int, ...], n_classes: int
+) -> Callable[[], nn.Module]:
+    """A picklable zero-argument factory of architecture ``name`` of :data:`ARCHITECTURES`."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"Unknown architecture {name!r}; choose from {sorted(ARCHITECTURES)}.")
+    kwargs = ARCHITECTURES[name][1]
+    if name.startswith("cnn"):
+        if len(sample_shape) != 3:
+            raise ValueError(f"Architecture {name!r} needs images (c, h, w), got {sample_shape}.")
+        return partial(SmallCNN, sample_shape[0], n_classes, sample_shape[1:], **kwargs)
+    return partial(MLP, math.prod(sample_shape), n_classes, **kwargs)
+
+
 def default_module_factory(
     sample_shape: tuple[int, ...], n_classes: int
 ) -> Callable[[], nn.Module]:
     """The default classifier for inputs of ``sample_shape``: CNN for images, MLP otherwise."""
-    if len(sample_shape) == 3:
-        return partial(SmallCNN, sample_shape[0], n_classes, sample_shape[1:])
-    n_features = 1
-    for s in sample_shape:
-        n_features *= s
-    return partial(MLP, n_features, n_classes)
+    name = "cnn" if len(sample_shape) == 3 else "mlp"
+    return architecture_factory(name, tuple(sample_shape), n_classes)
+
+
+def resolve_module_factory(module, sample_shape, n_classes) -> Callable[[], nn.Module]:
+    """A zero-argument callable that builds a fresh classifier.
+
+    ``None`` gives the default (CNN for images, MLP otherwise); a class or callable is
+    called with no arguments; a module instance is deep-copied and its layers re-drawn
+    with ``reset_parameters``.
+    """
+    if module is None:
+        return default_module_factory(tuple(sample_shape), n_classes)
+    if isinstance(module, nn.Module):
+        return _ResetCopy(module)
+    if callable(module):
+        return module
+    raise TypeError(
+        f"module must be None, a torch.nn.Module class, instance or factory; got {module!r}"
+    )
+
+
+class _ResetCopy:
+    """Picklable factory: a copy of a module instance with freshly drawn weights."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def __call__(self) -> nn.Module:
+        fresh = copy.deepcopy(self.module)
+        for layer in fresh.modules():
+            if hasattr(layer, "reset_parameters"):
+                layer.reset_parameters()
+        return fresh
 
 
 # ----------------------------------------------------------------------------- population forms

@@ -49,7 +49,7 @@ from ._inner import (
     members_per_pass,
     score_population_at_steps,
 )
-from ._modules import MLP, SmallCNN
+from ._modules import ARCHITECTURES, architecture_factory
 from ._provenance import provenance, provenance_lines
 from ._tasks import class_indices, draw_seeds, sample_tasks
 
@@ -73,32 +73,6 @@ CLASSICAL_GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
     "poly1": {"epsilon": (-1.0, 1.0, 2.0, 4.0)},
     "focal": {"gamma": (0.5, 1.0, 2.0, 3.0)},
 }
-
-#: name -> (description, constructor keyword arguments); the CNNs need images (n, c, h, w)
-ARCHITECTURES: dict[str, tuple[str, dict]] = {
-    "cnn": ("SmallCNN, channels (8, 16): the default classifier evolution trains", {}),
-    "mlp": ("MLP, one hidden layer of 64: the default for flat data", {"hidden_sizes": (64,)}),
-    "cnn-wide": (
-        "SmallCNN, channels (16, 32): never seen by evolution (transfer)",
-        {"channels": (16, 32)},
-    ),
-    "mlp2": ("MLP, hidden layers (128, 64): never seen by evolution", {"hidden_sizes": (128, 64)}),
-}
-
-
-def architecture_factory(
-    name: str, sample_shape: tuple[int, ...], n_classes: int
-) -> Callable[[], nn.Module]:
-    """A picklable zero-argument factory of benchmark architecture ``name``."""
-    if name not in ARCHITECTURES:
-        raise ValueError(f"Unknown architecture {name!r}; choose from {sorted(ARCHITECTURES)}.")
-    kwargs = ARCHITECTURES[name][1]
-    if name.startswith("cnn"):
-        if len(sample_shape) != 3:
-            raise ValueError(f"Architecture {name!r} needs images (c, h, w), got {sample_shape}.")
-        return partial(SmallCNN, sample_shape[0], n_classes, sample_shape[1:], **kwargs)
-    return partial(MLP, int(np.prod(sample_shape)), n_classes, **kwargs)
-
 
 # ----------------------------------------------------------------------------- scoring settings
 @dataclass(frozen=True)

@@ -42,6 +42,20 @@ def test_user_story(digits, layout, max_epochs):
     assert isinstance(clf.module_, MLP if layout == "flat" else SmallCNN)
 
 
+@pytest.mark.parametrize("shape, name", [((1, 8, 8), "cnn"), ((64,), "mlp")])
+def test_default_classifier_is_an_architecture_of_the_table(shape, name):
+    from sklearn_mln._modules import architecture_factory, default_module_factory
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        default = default_module_factory(shape, 10)()
+        torch.manual_seed(0)
+        named = architecture_factory(name, shape, 10)()
+    assert repr(default) == repr(named)
+    for a, b in zip(default.parameters(), named.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_training_is_the_reference_loop(digits_flat):
     """skorch's loop with a module instance is plain full-batch SGD with momentum."""
     X, y = digits_flat
