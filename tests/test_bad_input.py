@@ -21,7 +21,7 @@ from sklearn.exceptions import NotFittedError
 
 from sklearn_mln import MetaLossNetwork, MLNClassifier, MLNEvolver, load_meta_loss
 from sklearn_mln import datasets as datasets_module
-from sklearn_mln.datasets import load_cifar10, load_digits_images, load_fashion_mnist
+from sklearn_mln.datasets import load_cifar10, load_fashion_mnist
 
 SETTINGS = settings(
     max_examples=12,
@@ -157,14 +157,8 @@ def test_evolver_rejects_impossible_settings(params, match):
 
 # ----------------------------------------------------------------------------- predict / score
 @pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits_images(return_X_y=True)
-    return X.reshape(len(X), -1), y
-
-
-@pytest.fixture(scope="module")
-def fitted(digits):
-    X, y = digits
+def fitted(digits_flat):
+    X, y = digits_flat
     evolver = MLNEvolver(**{**TINY_EVOLVER, "n_shots": 3}).fit(X[:200], y[:200])
     classifier = MLNClassifier(max_epochs=5, random_state=0).fit(X[:200], y[:200])
     return evolver, classifier
@@ -185,8 +179,8 @@ SCORE_ERRORS = {
 
 @SETTINGS
 @given(kind=st.sampled_from(sorted(SCORE_ERRORS)), offset=st.integers(10, 1000), data=st.data())
-def test_evolver_score_rejects_bad_input(fitted, digits, kind, offset, data):
-    X, y = digits[0][200:500].copy(), digits[1][200:500].copy()
+def test_evolver_score_rejects_bad_input(fitted, digits_flat, kind, offset, data):
+    X, y = digits_flat[0][200:500].copy(), digits_flat[1][200:500].copy()
     i = data.draw(st.integers(0, len(y) - 1))
     if kind == "unseen labels":
         y[i] = offset
@@ -217,8 +211,8 @@ def test_evolver_score_rejects_bad_input(fitted, digits, kind, offset, data):
     kind=st.sampled_from(["nan", "wrong features", "1-D", "empty", "words", "image shape"]),
     data=st.data(),
 )
-def test_classifier_predict_rejects_bad_input(fitted, digits, kind, data):
-    X = digits[0][200:260].copy()
+def test_classifier_predict_rejects_bad_input(fitted, digits_flat, kind, data):
+    X = digits_flat[0][200:260].copy()
     i = data.draw(st.integers(0, len(X) - 1))
     expected = {
         "nan": "Input X contains NaN",
@@ -247,16 +241,16 @@ def test_classifier_predict_rejects_bad_input(fitted, digits, kind, data):
 
 @SETTINGS
 @given(n_unseen=st.integers(1, 50), offset=st.integers(10, 1000))
-def test_classifier_score_counts_unseen_labels_as_errors(fitted, digits, n_unseen, offset):
+def test_classifier_score_counts_unseen_labels_as_errors(fitted, digits_flat, n_unseen, offset):
     # scikit-learn's convention for classifiers: accuracy, not an exception
-    X, y = digits[0][200:300], digits[1][200:300].copy()
+    X, y = digits_flat[0][200:300], digits_flat[1][200:300].copy()
     y[:n_unseen] += offset
     score = fitted[1].score(X, y)
     assert 0.0 <= score <= (100 - n_unseen) / 100
 
 
-def test_unfitted_estimators_say_so(digits):
-    X, y = digits
+def test_unfitted_estimators_say_so(digits_flat):
+    X, y = digits_flat
     with pytest.raises(NotFittedError):
         MLNEvolver().score(X, y)
     with pytest.raises(NotFittedError):

@@ -14,31 +14,26 @@ from joblib import parallel_config
 import sklearn_mln
 from sklearn_mln import MLNEvolver
 from sklearn_mln._parallel import _active_dask_backend
-from sklearn_mln.datasets import load_digits_images
 
 distributed = pytest.importorskip("distributed")
 
-TINY = dict(
-    n_shots=3,
-    n_tasks=2,
-    popsize=4,
-    n_generations=3,
-    inner_steps=10,
-    n_reeval_tasks=2,
-    hidden_sizes=(4,),
-    random_state=0,
-)
+
+@pytest.fixture(scope="module")
+def tiny(tiny_evolver):
+    """The tiny settings of tests/conftest.py, 3 generations."""
+    return {**tiny_evolver, "n_generations": 3}
 
 
 @pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits_images(return_X_y=True)
-    return X[:300].reshape(300, -1), y[:300]
+def pool(digits_flat):
+    """The first 300 digits, flat."""
+    X, y = digits_flat
+    return X[:300], y[:300]
 
 
 @pytest.fixture(scope="module")
-def reference(digits):
-    return MLNEvolver(**TINY, n_jobs=1).fit(*digits)
+def reference(tiny, pool):
+    return MLNEvolver(**tiny, n_jobs=1).fit(*pool)
 
 
 @pytest.fixture
@@ -67,7 +62,7 @@ def _same_result(a, b):
 
 
 @pytest.mark.timeout(120)
-def test_dask_gives_the_same_loss_and_sends_validation_data_once(cluster, digits, reference):
+def test_dask_gives_the_same_loss_and_sends_validation_data_once(tiny, cluster, pool, reference):
     _, client = cluster
     original, scattered = client.scatter, []
 
@@ -79,7 +74,7 @@ def test_dask_gives_the_same_loss_and_sends_validation_data_once(cluster, digits
     assert _active_dask_backend() is None
     with parallel_config(backend="dask"):
         assert _active_dask_backend() is not None  # tasks then keep the workers' threads
-        evo = MLNEvolver(**TINY).fit(*digits)
+        evo = MLNEvolver(**tiny).fit(*pool)
     _same_result(evo, reference)
     n_val = 150  # validation_size=0.5 of 300 samples
     sent = [
@@ -105,7 +100,7 @@ class _Rescheduled(distributed.diagnostics.plugin.SchedulerPlugin):
 
 
 @pytest.mark.timeout(180)
-def test_killing_a_worker_mid_generation_changes_nothing(cluster, digits, reference):
+def test_killing_a_worker_mid_generation_changes_nothing(tiny, cluster, pool, reference):
     cluster, client = cluster
     rescheduled = _Rescheduled()
     cluster.scheduler.add_plugin(rescheduled, name="rescheduled")
@@ -115,7 +110,7 @@ def test_killing_a_worker_mid_generation_changes_nothing(cluster, digits, refere
     def fit():
         try:
             with parallel_config(backend="dask"):
-                outcome["evo"] = MLNEvolver(**TINY).fit(*digits)
+                outcome["evo"] = MLNEvolver(**tiny).fit(*pool)
         except BaseException as exc:  # reported by the main thread
             outcome["error"] = exc
 

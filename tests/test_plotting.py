@@ -29,13 +29,6 @@ HISTORY = [
 ]
 
 
-@pytest.fixture
-def digits():
-    from sklearn_mln.datasets import load_digits_images
-
-    return load_digits_images(return_X_y=True)
-
-
 @pytest.fixture(autouse=True)
 def _close_figures():
     yield

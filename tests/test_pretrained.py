@@ -8,7 +8,6 @@ import torch
 
 from sklearn_mln import MetaLossNetwork, MLNClassifier, load_pretrained
 from sklearn_mln._provenance import REQUIRED_KEYS
-from sklearn_mln.datasets import load_digits_images
 from sklearn_mln.pretrained import PRETRAINED
 
 PROVENANCE = {"command", "dataset", "date", "package_version", "params", "reevaluated_fitness"}
@@ -26,8 +25,8 @@ def test_shipped_loss_loads_with_provenance(name):
 
 
 @pytest.mark.parametrize("name", sorted(PRETRAINED))
-def test_classifier_accepts_pretrained_name(name):
-    X, y = load_digits_images(return_X_y=True)
+def test_classifier_accepts_pretrained_name(name, digits):
+    X, y = digits
     clf = MLNClassifier(meta_loss=name, max_epochs=100, random_state=0).fit(X[:100], y[:100])
     np.testing.assert_array_equal(
         clf.loss_.get_flat_params(), load_pretrained(name).get_flat_params()

@@ -18,7 +18,6 @@ from sklearn_mln import (
 )
 from sklearn_mln._provenance import REQUIRED_KEYS
 from sklearn_mln._strategy import CMAStrategy
-from sklearn_mln.datasets import load_digits_images
 
 TINY = dict(
     n_shots=3,
@@ -31,12 +30,6 @@ TINY = dict(
     hidden_sizes=(2,),
     n_jobs=1,
 )
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits_images(return_X_y=True)
-    return X.reshape(len(X), -1), y
 
 
 # --------------------------------------------------------------------------- global generators
@@ -75,8 +68,8 @@ def test_the_state_comparison_sees_one_draw():
 
 
 @pytest.mark.parametrize("random_state", [0, None])
-def test_classifier_fit_predict_leave_global_generators(digits, random_state):
-    X, y = digits
+def test_classifier_fit_predict_leave_global_generators(digits_flat, random_state):
+    X, y = digits_flat
     clf = MLNClassifier(max_epochs=3, batch_size=16, random_state=random_state)
     _assert_globals_untouched(lambda: clf.fit(X[:60], y[:60]))
     _assert_globals_untouched(lambda: clf.predict(X[60:90]))
@@ -84,23 +77,23 @@ def test_classifier_fit_predict_leave_global_generators(digits, random_state):
     _assert_globals_untouched(lambda: clf.score(X[60:90], y[60:90]))
 
 
-def test_classifier_with_pretrained_loss_leaves_global_generators(digits):
-    X, y = digits
+def test_classifier_with_pretrained_loss_leaves_global_generators(digits_flat):
+    X, y = digits_flat
     clf = MLNClassifier(meta_loss="fashion-mnist", max_epochs=2, random_state=0)
     _assert_globals_untouched(lambda: clf.fit(X[:40], y[:40]).predict(X[40:50]))
 
 
 @pytest.mark.parametrize("random_state", [0, None])
-def test_evolver_fit_score_leave_global_generators(digits, random_state):
-    X, y = digits
+def test_evolver_fit_score_leave_global_generators(digits_flat, random_state):
+    X, y = digits_flat
     evo = MLNEvolver(**TINY, random_state=random_state)
     _assert_globals_untouched(lambda: evo.fit(X[:200], y[:200]))
     _assert_globals_untouched(lambda: evo.score(X[200:400], y[200:400]))
 
 
 @pytest.mark.parametrize("init", ["cross_entropy", "label_smoothing", "random"])
-def test_evolver_inits_leave_global_generators(digits, init):
-    X, y = digits
+def test_evolver_inits_leave_global_generators(digits_flat, init):
+    X, y = digits_flat
     evo = MLNEvolver(**TINY, init=init, random_state=0)
     _assert_globals_untouched(lambda: evo.fit(X[:200], y[:200]))
 
@@ -137,8 +130,8 @@ def test_the_command_line_main_job_leaves_global_generators(tmp_path, capsys):
     capsys.readouterr()
 
 
-def test_seeded_results_do_not_depend_on_global_generators(digits):
-    X, y = digits
+def test_seeded_results_do_not_depend_on_global_generators(digits_flat):
+    X, y = digits_flat
 
     def run():
         evo = MLNEvolver(**TINY, random_state=0).fit(X[:200], y[:200])
@@ -181,8 +174,8 @@ def _poor_loss() -> MetaLossNetwork:
     return net.set_flat_params(theta)
 
 
-def test_evolution_from_a_poor_loss_ends_clearly_better(digits):
-    X, y = digits
+def test_evolution_from_a_poor_loss_ends_clearly_better(digits_flat):
+    X, y = digits_flat
     evo = MLNEvolver(
         n_shots=5,
         n_tasks=2,
@@ -207,8 +200,8 @@ def test_evolution_from_a_poor_loss_ends_clearly_better(digits):
 
 
 # --------------------------------------------------------------------------- provenance
-def test_evolved_loss_records_its_provenance(digits, tmp_path):
-    X, y = digits
+def test_evolved_loss_records_its_provenance(digits_flat, tmp_path):
+    X, y = digits_flat
     evo = MLNEvolver(**TINY, random_state=7).fit(X[:200], y[:200])
     metadata = evo.meta_loss_.metadata
     assert set(REQUIRED_KEYS) <= set(metadata)
@@ -238,8 +231,8 @@ class _ThreadRecordingMLP(torch.nn.Module):
         return self.fc(X.flatten(1))
 
 
-def test_the_callers_torch_threads_are_never_changed(digits):
-    X, y = digits
+def test_the_callers_torch_threads_are_never_changed(digits_flat):
+    X, y = digits_flat
     previous = torch.get_num_threads()
     mine = previous + 1  # not what any cap would pick on this machine
     torch.set_num_threads(mine)
