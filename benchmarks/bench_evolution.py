@@ -16,8 +16,8 @@ classifiers, same loss architecture, classifier and SGD settings):
 The calling process runs torch with 1 thread (on a busy 2-core machine 2 intra-op threads
 can be many times slower); ``n_jobs=2`` workers get 1 thread each. Times are medians over
 repeats; every measurement records ``os.getloadavg()``. A cProfile of the ``n_jobs=1``
-fits gives the share of a marginal generation spent outside the training kernel
-(``train_population``).
+fits gives the share of a marginal generation spent outside the kernels (training,
+``train_population``, and prediction, ``predict_population``).
 
     python benchmarks/bench_evolution.py                 # MLP/digits and CNN/Fashion-MNIST
     python benchmarks/bench_evolution.py --quick         # smoke run
@@ -136,10 +136,11 @@ def profile_fits(X, y, params) -> dict:
             )
         cumulative[n] = found
     per_generation = {k: (cumulative[4][k] - cumulative[1][k]) / 3 for k in cumulative[1]}
-    outside = 1 - per_generation["train_population"] / per_generation["total"]
+    kernels = per_generation["train_population"] + per_generation["predict_population"]
     return {
         "seconds_per_generation": per_generation,
-        "outside_kernel_share": outside,
+        "outside_kernel_share": 1 - kernels / per_generation["total"],
+        "outside_training_share": 1 - per_generation["train_population"] / per_generation["total"],
         "load": os.getloadavg(),
     }
 
@@ -266,7 +267,9 @@ def markdown(result: dict) -> str:
             "",
             f"Profile of a marginal `n_jobs=1` generation (cProfile, "
             f"{1000 * prof['seconds_per_generation']['total']:.0f} ms in all): "
-            f"{100 * prof['outside_kernel_share']:.1f} % outside `train_population`; {parts}.",
+            f"{100 * prof['outside_kernel_share']:.1f} % outside the kernels (training, "
+            f"`train_population`, and prediction, `predict_population`), "
+            f"{100 * prof.get('outside_training_share', 0):.1f} % outside training; {parts}.",
         ]
     return "\n".join(lines)
 
@@ -288,12 +291,13 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default=str(RESULTS / "evolution_speed"))
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    record = provenance(seed=SEED, threads=1)  # the commit the run starts from
     torch.set_num_threads(1)
     repeats = {"mlp-digits": 1 if args.quick else args.repeats}
     repeats["cnn-fashion-mnist"] = 1 if args.quick else (args.cnn_repeats or args.repeats)
     problems = [bench_problem(n, repeats[n], args.quick, args.n_jobs) for n in args.problems]
     result = {"problems": problems}
-    result["provenance"] = provenance(seed=SEED, started=started, threads=1)
+    result["provenance"] = {**record, "wall_seconds": round(time.perf_counter() - started, 2)}
     table = markdown(result)
     print("\n" + table)
     output = Path(args.output)
