@@ -36,6 +36,7 @@ from sklearn_mln import MetaLossNetwork
 from sklearn_mln._inner import InnerConfig, make_task_batch, score_reference
 from sklearn_mln._modules import default_module_factory
 from sklearn_mln._parallel import evaluate_population
+from sklearn_mln._provenance import provenance, provenance_lines
 from sklearn_mln._strategy import CMAStrategy
 from sklearn_mln._tasks import class_indices, draw_seeds, sample_tasks
 from sklearn_mln.datasets import load_digits_images, load_fashion_mnist
@@ -225,6 +226,8 @@ def markdown(result: dict) -> str:
             f"{m['parent_peak_bytes'] / 2**30:.2f} GiB; children {workers} GiB); one "
             f"generation in {m['seconds']:.0f} s."
         )
+        if "provenance" in m:
+            lines += ["", "Peak RSS measurement:", "", *provenance_lines(m["provenance"])]
     return "\n".join(lines)
 
 
@@ -252,10 +255,16 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--output", default=str(RESULTS / "population"))
     args = parser.parse_args(argv)
+    started = time.perf_counter()
     output = Path(args.output)
     if args.memory_only:
         result = json.loads(output.with_suffix(".json").read_text())
-        result["memory"] = {**peak_rss_of_generation(32, 8), "commit": _commit()}
+        record = provenance(seed=0, threads=torch.get_num_threads())
+        result["memory"] = {
+            **peak_rss_of_generation(32, 8),
+            "commit": _commit(),
+            "provenance": {**record, "wall_seconds": round(time.perf_counter() - started, 2)},
+        }
         _write(result, output)
         return 0
     settings = (

@@ -28,9 +28,11 @@ from ._tasks import Task
 
 PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
 #: activations (floats) a population pass may hold at once; sets pass and chunk sizes.
-#: 64 MiB: a popsize 32 x 8 CNN generation on all of Fashion-MNIST then peaks at 2.0 GiB in
-#: all (benchmarks/results/population.md); twice the budget took as long and 0.2 GiB more.
-MEMORY_BUDGET_FLOATS = 2**24
+#: 32 MiB. At 64 MiB a popsize 32 x 8 CNN generation on all of Fashion-MNIST peaked at
+#: 2.01 GiB in all (benchmarks/results/population.md) and twice that took as long and
+#: 0.2 GiB more; one worker's chunk of it (16 x 8 members, 30000 validation images) grew
+#: its process by 55 MiB at 64 MiB and by none at 32 MiB, in the same time.
+MEMORY_BUDGET_FLOATS = 2**23
 
 
 @dataclass(frozen=True)
