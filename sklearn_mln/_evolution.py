@@ -3,15 +3,14 @@
 The split evosax makes: a *problem* (:class:`Problem`: where tasks come from and how a
 population is scored) and a *strategy* (:class:`~sklearn_mln._strategy.CMAStrategy`: ask /
 tell). :class:`EvolutionState` is everything a run needs to continue between two
-generations; :func:`step` advances it by one generation, and a checkpoint
-(:mod:`sklearn_mln._checkpoint`) is that value on disk. :class:`~sklearn_mln.MLNEvolver`
-sets a run up, resumes or starts it, calls :func:`step` until it stops and re-evaluates the
-shortlist.
+generations; :func:`step` advances it by one generation, :func:`evolve` until the run
+stops, and a checkpoint (:mod:`sklearn_mln._checkpoint`) is that value on disk.
+:class:`~sklearn_mln.MLNEvolver` sets a run up (:func:`split_pool`, :func:`start_point`),
+starts or resumes it, evolves it and re-evaluates its :class:`Shortlist`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from collections.abc import Callable
@@ -42,7 +41,7 @@ def start_point(init, spec: MetaLossSpec, rng) -> tuple[MetaLossSpec, np.ndarray
         return init.spec, init.get_flat_params()
     if init == "random":
         # drawn as for a free network: the output layer is random too
-        return spec, init_flat_params(dataclasses.replace(spec, anchor=None), rng)
+        return spec, init_flat_params(replace(spec, anchor=None), rng)
     if spec.anchor != "cross_entropy":
         raise ValueError(f'init="{init}" needs anchor="cross_entropy".')
     if init == "label_smoothing":
