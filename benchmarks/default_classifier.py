@@ -30,15 +30,10 @@ import numpy as np
 
 from sklearn_mln import ClassicalLoss, MLNClassifier
 from sklearn_mln._archive import atomic_write_bytes
+from sklearn_mln._modules import architecture_factory
 from sklearn_mln._provenance import provenance, provenance_lines
-from sklearn_mln.benchmark import (
-    Setting,
-    _rng,
-    _shared_tasks,
-    architecture_factory,
-    score_settings,
-    summarize,
-)
+from sklearn_mln._tuning import Setting, score_settings
+from sklearn_mln.benchmark import _rng, _shared_tasks, summarize
 from sklearn_mln.datasets import load_splits
 
 ARCHITECTURE, K = "cnn", 10  # the row the target is set on

@@ -21,37 +21,33 @@ protocol answers with a paired design:
   p-value, and the search cost: each loss's share of the tuning wall time (its members'
   share of the batched passes) and, for an evolved loss, its recorded evolution time.
 
-Every (loss, hyperparameter) setting of one learning rate trains in one population pass
-(:func:`~sklearn_mln._inner.score_population_at_steps`), and one run scores every step
-count of the grid, so tuning many settings costs little more than tuning a few.
+The tuning itself is :mod:`sklearn_mln._tuning`; the statistics and report files are
+:mod:`sklearn_mln._report`.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from ._archive import atomic_write_bytes
 from ._classical import CLASSICAL_LOSSES, ClassicalLoss
-from ._inner import (
-    InnerConfig,
-    TaskBatch,
-    make_task_batch,
-    members_per_pass,
-    score_population_at_steps,
-)
+from ._inner import TaskBatch, make_task_batch
 from ._modules import ARCHITECTURES, architecture_factory
-from ._provenance import provenance, provenance_lines
+from ._provenance import provenance
+from ._report import (
+    _describe,
+    benchmark_markdown,
+    comparison_table,
+    summarize,
+    write_benchmark_report,
+)
 from ._tasks import class_indices, draw_seeds, sample_tasks
+from ._tuning import Setting, _param_grid, score_settings, tune
 
 __all__ = [
     "ARCHITECTURES",
@@ -74,338 +70,7 @@ CLASSICAL_GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
     "focal": {"gamma": (0.5, 1.0, 2.0, 3.0)},
 }
 
-# ----------------------------------------------------------------------------- scoring settings
-@dataclass(frozen=True)
-class Setting:
-    """One point of a tuning grid: a loss (family and hyperparameters) and SGD settings."""
 
-    loss: str
-    params: tuple[tuple[str, float], ...]
-    lr: float
-    steps: int
-
-    def record(self) -> dict:
-        return {"params": dict(self.params), "lr": self.lr, "steps": self.steps}
-
-
-@dataclass
-class _Scores:
-    """Accuracy and failure flags per setting, and the wall time charged to each loss."""
-
-    accuracy: dict[Setting, np.ndarray] = field(default_factory=dict)
-    failed: dict[Setting, np.ndarray] = field(default_factory=dict)
-    seconds: dict[str, float] = field(default_factory=dict)
-
-
-def _stacked_per_sample(losses: Sequence[nn.Module], n_tasks: int):
-    """Loss ``i`` applied to members ``i * n_tasks .. (i + 1) * n_tasks - 1``."""
-
-    def per_sample(logits: Tensor, y: Tensor) -> Tensor:
-        return torch.cat(
-            [
-                loss.per_sample(
-                    logits[i * n_tasks : (i + 1) * n_tasks], y[i * n_tasks : (i + 1) * n_tasks]
-                )
-                for i, loss in enumerate(losses)
-            ]
-        )
-
-    return per_sample
-
-
-def _subset(batch: TaskBatch, index: slice) -> TaskBatch:
-    return TaskBatch(
-        batch.X_train[index], batch.y_train[index], batch.y_val[index], batch.init_seeds[index]
-    )
-
-
-def score_settings(
-    settings: Sequence[Setting],
-    modules: Mapping[tuple, nn.Module],
-    module_factory: Callable[[], nn.Module],
-    batch: TaskBatch,
-    X_val: np.ndarray,
-    *,
-    momentum: float = 0.9,
-    device: str = "cpu",
-    scores: _Scores | None = None,
-) -> _Scores:
-    """Accuracy ``(n_tasks,)`` of every setting on every task of ``batch``.
-
-    ``modules[(loss, params)]`` is the loss of a setting. Settings of one learning rate
-    train together, in passes that keep the autograd graph inside the inner loop's memory
-    budget; each pass trains to its largest step count and scores the smaller ones on the
-    way. Wall time is charged to each loss by its share of a pass's members.
-    """
-    scores = scores if scores is not None else _Scores()
-    n_tasks = batch.n_tasks
-    by_lr: dict[float, dict[tuple, list[int]]] = {}
-    for s in settings:
-        by_lr.setdefault(s.lr, {}).setdefault((s.loss, s.params), []).append(s.steps)
-    with torch.random.fork_rng(devices=[]):
-        for lr, by_loss in sorted(by_lr.items()):
-            config = InnerConfig(module_factory, lr=float(lr), momentum=momentum, device=device)
-            capacity = members_per_pass(config, batch)
-            keys = list(by_loss)
-            losses_per_pass = max(1, capacity // n_tasks)
-            tasks_per_pass = min(n_tasks, capacity)
-            for start in range(0, len(keys), losses_per_pass):
-                group = keys[start : start + losses_per_pass]
-                steps = sorted({st for key in group for st in by_loss[key]})
-                for t0 in range(0, n_tasks, tasks_per_pass):
-                    part = _subset(batch, slice(t0, t0 + tasks_per_pass))
-                    tick = time.perf_counter()
-                    result = score_population_at_steps(
-                        _stacked_per_sample([modules[k] for k in group], part.n_tasks),
-                        len(group),
-                        config,
-                        part,
-                        X_val,
-                        steps,
-                    )
-                    seconds = time.perf_counter() - tick
-                    for i, (name, params) in enumerate(group):
-                        scores.seconds[name] = scores.seconds.get(name, 0.0) + seconds / len(group)
-                        for st in by_loss[(name, params)]:
-                            setting = Setting(name, params, float(lr), int(st))
-                            acc, fail = result[st][0][i], result[st][1][i]
-                            scores.accuracy[setting] = np.concatenate(
-                                [scores.accuracy.get(setting, np.empty(0)), acc]
-                            )
-                            scores.failed[setting] = np.concatenate(
-                                [scores.failed.get(setting, np.empty(0, dtype=bool)), fail]
-                            )
-    return scores
-
-
-# ----------------------------------------------------------------------------- tuning
-def _param_grid(grid: Mapping[str, Sequence[float]]) -> list[tuple[tuple[str, float], ...]]:
-    points: list[tuple[tuple[str, float], ...]] = [()]
-    for name, values in grid.items():
-        points = [(*p, (name, float(v))) for p in points for v in values]
-    return points
-
-
-def _extend(grid_lr: list[float], upward: bool) -> float:
-    ratio = grid_lr[-1] / grid_lr[-2] if len(grid_lr) > 1 else 3.0
-    return grid_lr[-1] * ratio if upward else grid_lr[0] / ratio
-
-
-@dataclass
-class _Tuning:
-    """The state of one tuning: its task halves, each family's grids and the scores so far."""
-
-    families: Mapping[str, Mapping[str, Sequence[float]]]
-    score: Callable[..., _Scores]  # score_settings with the module, data and SGD bound
-    screen: TaskBatch
-    rest: TaskBatch
-    grids: dict[str, list[float]]
-    points: dict[str, list[tuple[tuple[str, float], ...]]]
-    steps: list[int]
-    max_extensions: int
-    extensions: dict[str, int] = field(default_factory=dict)
-    screening: _Scores = field(default_factory=_Scores)
-    final: _Scores = field(default_factory=_Scores)
-
-    def grid_of(self, name: str, lrs: Sequence[float]) -> list[Setting]:
-        return [
-            Setting(name, p, lr, st) for p in self.points[name] for lr in lrs for st in self.steps
-        ]
-
-    def on_edge(self, name: str, setting: Setting) -> bool:
-        lrs = self.grids[name]
-        return len(lrs) > 1 and setting.lr in (lrs[0], lrs[-1])
-
-    def may_extend(self, name: str, setting: Setting) -> bool:
-        used = self.extensions.get(name, 0)
-        return self.on_edge(name, setting) and used < self.max_extensions
-
-    def extend(self, name: str, setting: Setting) -> float:
-        self.extensions[name] = self.extensions.get(name, 0) + 1
-        lrs = self.grids[name]
-        new_lr = _extend(lrs, upward=setting.lr == lrs[-1])
-        self.grids[name] = sorted([*lrs, new_lr])
-        return new_lr
-
-    def run_on_all(self, settings: list[Setting]) -> None:
-        """Score ``settings`` on the tasks they have not seen yet; ``final`` on all."""
-        unscreened = [s for s in settings if s not in self.screening.accuracy]
-        if unscreened:
-            self.score(unscreened, self.screen, scores=self.screening)
-        if not self.rest.n_tasks:
-            self.final = self.screening
-            return
-        more = self.score(settings, self.rest)
-        for s in settings:
-            self.final.accuracy[s] = np.concatenate([self.screening.accuracy[s], more.accuracy[s]])
-            self.final.failed[s] = np.concatenate([self.screening.failed[s], more.failed[s]])
-        for name, seconds in more.seconds.items():
-            self.final.seconds[name] = self.final.seconds.get(name, 0.0) + seconds
-
-
-def tune(
-    families: Mapping[str, Mapping[str, Sequence[float]]],
-    modules: Mapping[tuple, nn.Module],
-    module_factory: Callable[[], nn.Module],
-    batch: TaskBatch,
-    X_val: np.ndarray,
-    *,
-    grid_lr: Sequence[float],
-    grid_steps: Sequence[int],
-    max_lr_extensions: int = 3,
-    n_screening_tasks: int = 5,
-    n_finalists: int = 3,
-    momentum: float = 0.9,
-    device: str = "cpu",
-) -> tuple[dict[str, dict], _Scores, _Scores]:
-    """The best setting of every loss family, by mean accuracy on the tuning tasks.
-
-    ``families[name]`` is the loss's own hyperparameter grid (empty for none). Two rounds
-    (successive halving): every setting is screened on the first ``n_screening_tasks``
-    tasks, each family's lr grid extended there while its best lies on an edge; then each
-    family's ``n_finalists`` best (hyperparameters, lr) pairs, every step count, run on the
-    other tasks, and the pick is the finalist with the best mean over *all* tuning tasks.
-    Should that pick lie on an edge of the lr grid, the grid grows again (the pick's
-    hyperparameters at the next lr, on all tasks); a family's grid grows at most
-    ``max_lr_extensions`` times in all.
-    With no more tasks than ``n_screening_tasks`` every setting sees every task. Ties go
-    to the earlier setting: smaller hyperparameter, then smaller lr, then fewer steps.
-    Returns ``{name: {"setting", "score", "at_edge", "lr_grid"}}``, the screening scores
-    and the finalists' scores on all tasks.
-    """
-    score = partial(
-        score_settings, modules=modules, module_factory=module_factory, X_val=X_val,
-        momentum=momentum, device=device,
-    )  # fmt: skip
-    state = _Tuning(
-        families, lambda settings, tasks, **kw: score(settings, batch=tasks, **kw),
-        _subset(batch, slice(0, n_screening_tasks)), _subset(batch, slice(n_screening_tasks, None)),
-        {name: sorted(float(v) for v in grid_lr) for name in families},
-        {name: _param_grid(grid) for name, grid in families.items()},
-        sorted(int(st) for st in grid_steps), max_lr_extensions,
-    )  # fmt: skip
-    state.score(
-        [s for name in families for s in state.grid_of(name, state.grids[name])],
-        state.screen, scores=state.screening,
-    )  # fmt: skip
-    for _ in range(max_lr_extensions):
-        extensions = []
-        for name in families:
-            best = _best(state.screening, state.grid_of(name, state.grids[name]))
-            if state.may_extend(name, best):
-                extensions += state.grid_of(name, [state.extend(name, best)])
-        if not extensions:
-            break
-        state.score(extensions, state.screen, scores=state.screening)
-    finalists = {name: _finalists(state, name, n_finalists) for name in families}
-    state.run_on_all([s for group in finalists.values() for s in group])
-    for _ in range(max_lr_extensions):
-        extensions = []
-        for name in families:
-            best = _best(state.final, finalists[name])
-            if state.may_extend(name, best):
-                new_lr = state.extend(name, best)
-                added = [Setting(name, best.params, new_lr, st) for st in state.steps]
-                finalists[name] += added
-                extensions += added
-        if not extensions:
-            break
-        state.run_on_all(extensions)
-    picks = {name: _pick(state, name, finalists[name]) for name in families}
-    return picks, state.screening, state.final
-
-
-def _finalists(state: _Tuning, name: str, n_finalists: int) -> list[Setting]:
-    ranked = sorted(
-        state.grid_of(name, state.grids[name]), key=lambda s: -state.screening.accuracy[s].mean()
-    )  # a stable sort: ties keep the grid's order
-    pairs = list(dict.fromkeys((s.params, s.lr) for s in ranked))[:n_finalists]
-    return [Setting(name, p, lr, st) for p, lr in pairs for st in state.steps]
-
-
-def _pick(state: _Tuning, name: str, finalists: list[Setting]) -> dict:
-    best = _best(state.final, finalists)
-    edges = ["lr"] if state.on_edge(name, best) else []
-    if len(state.steps) > 1 and best.steps in (state.steps[0], state.steps[-1]):
-        edges.append("steps")
-    for key, value in best.params:
-        values = sorted(state.families[name][key])
-        if len(values) > 1 and value in (values[0], values[-1]):
-            edges.append(key)
-    return {
-        "setting": best,
-        "score": float(state.final.accuracy[best].mean()),
-        "at_edge": edges,
-        "lr_grid": state.grids[name],
-    }
-
-
-def _best(scores: _Scores, candidates: Sequence[Setting]) -> Setting:
-    means = [scores.accuracy[s].mean() for s in candidates]
-    return candidates[int(np.argmax(means))]  # first maximum: ties go to the earlier point
-
-
-# ----------------------------------------------------------------------------- statistics
-def summarize(accuracies: Mapping[str, np.ndarray], baseline: str) -> list[dict]:
-    """Per loss: mean, sd, and the paired difference to ``baseline`` with a 95 % CI,
-    wins / ties / losses and a two-sided Wilcoxon signed-rank p-value."""
-    ref = accuracies[baseline]
-    rows = []
-    for name, acc in accuracies.items():
-        diff = acc - ref
-        n = len(diff)
-        se = diff.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
-        rows.append(
-            {
-                "loss": name,
-                "mean": float(acc.mean()),
-                "sd": float(acc.std(ddof=1)) if n > 1 else float("nan"),
-                "delta": float(diff.mean()),
-                "ci95": float(1.96 * se),
-                "wins": int((diff > 0).sum()),
-                "ties": int((diff == 0).sum()),
-                "losses": int((diff < 0).sum()),
-                "p_wilcoxon": _wilcoxon(diff),
-            }
-        )
-    return rows
-
-
-def _wilcoxon(diff: np.ndarray) -> float:
-    if not np.any(diff != 0):
-        return 1.0
-    try:
-        from scipy.stats import wilcoxon
-    except ImportError:  # scipy is optional; the table shows "nan"
-        return float("nan")
-    return float(wilcoxon(diff).pvalue)
-
-
-def paired_accuracies(
-    losses: Mapping[str, nn.Module],
-    X: np.ndarray,
-    y: np.ndarray,
-    *,
-    module_factory: Callable[[], nn.Module],
-    lr: float,
-    steps: int,
-    n_shots: int,
-    n_tasks: int,
-    random_state: int,
-    momentum: float = 0.9,
-) -> dict[str, np.ndarray]:
-    """Accuracy on ``n_tasks`` shared tasks for each loss at one SGD setting.
-
-    ``y`` is encoded ``0 .. C-1``; each classifier is scored on the rest of ``X``.
-    """
-    batch = _shared_tasks(X, y, n_shots, n_tasks, np.random.RandomState(random_state))
-    settings = [Setting(name, (), float(lr), int(steps)) for name in losses]
-    modules = {(name, ()): loss for name, loss in losses.items()}
-    scores = score_settings(settings, modules, module_factory, batch, X, momentum=momentum)
-    return {s.loss: scores.accuracy[s] for s in settings}
-
-
-# ----------------------------------------------------------------------------- the benchmark
 def _rng(seed: int, purpose: int, k: int) -> np.random.RandomState:
     """An independent generator per (seed, purpose, k): tuning never shares the test stream."""
     return np.random.RandomState(np.random.SeedSequence([seed, purpose, k]).generate_state(4))
@@ -621,11 +286,6 @@ def _entry(arch, k, picks, tuning, test_scores, baselines, losses) -> dict:
     return {"architecture": arch, "k": int(k), "baseline": baseline, "losses": records}
 
 
-def _describe(record: dict) -> str:
-    params = ", ".join(f"{k} {v:g}" for k, v in record["params"].items())
-    return (params + ", " if params else "") + f"lr {record['lr']:g}, {record['steps']} steps"
-
-
 def _progress_line(arch: str, k: int, name: str, record: dict) -> str:
     acc = np.asarray(record["test_accuracy"])
     edge = f" (at grid edge: {', '.join(record['at_grid_edge'])})" if record["at_grid_edge"] else ""
@@ -637,139 +297,28 @@ def _progress_line(arch: str, k: int, name: str, record: dict) -> str:
     )
 
 
-# ----------------------------------------------------------------------------- reports
-def _cost(record: dict) -> str:
-    seconds = record["seconds"]
-    text = f"{seconds['tuning']:.0f} s"
-    if seconds.get("evolution"):
-        text += f" + {seconds['evolution'] / 60:.0f} min evolution"
-    return text
+def paired_accuracies(
+    losses: Mapping[str, nn.Module],
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    module_factory: Callable[[], nn.Module],
+    lr: float,
+    steps: int,
+    n_shots: int,
+    n_tasks: int,
+    random_state: int,
+    momentum: float = 0.9,
+) -> dict[str, np.ndarray]:
+    """Accuracy on ``n_tasks`` shared tasks for each loss at one SGD setting.
 
-
-def comparison_table(rows: list[dict], baseline: str) -> str:
-    """A markdown table of :func:`summarize` rows (accuracy, paired Δ to ``baseline``)."""
-    lines = [
-        f"| loss | accuracy (mean ± sd) | Δ vs {baseline} (95 % CI) | wins/ties/losses | p |",
-        "|---|---|---|---|---|",
-    ]
-    for r in rows:
-        if r["loss"] == baseline:
-            delta = wtl = p = "–"
-        else:
-            delta = f"{r['delta']:+.4f} ± {r['ci95']:.4f}"
-            wtl = f"{r['wins']}/{r['ties']}/{r['losses']}"
-            p = f"{r['p_wilcoxon']:.3g}"
-        lines.append(f"| {r['loss']} | {r['mean']:.4f} ± {r['sd']:.4f} | {delta} | {wtl} | {p} |")
-    return "\n".join(lines)
-
-
-def _entry_table(entry: dict) -> str:
-    """The markdown table of one (architecture, k) entry of :func:`small_data_benchmark`."""
-    baseline = entry["baseline"]
-    lines = [
-        f"| loss | tuned setting | tuning acc | search cost | test acc (mean ± sd) | "
-        f"Δ vs {baseline}, pt (95 % CI) | wins/ties/losses | p |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for name, record in entry["losses"].items():
-        r = record["summary"]
-        setting = _describe(record)
-        if record["at_grid_edge"]:
-            setting += f" (edge: {', '.join(record['at_grid_edge'])})"
-        if name == baseline:
-            delta = wtl = p = "–"
-        else:
-            delta = f"{100 * r['delta']:+.2f} ± {100 * r['ci95']:.2f}"
-            wtl = f"{r['wins']}/{r['ties']}/{r['losses']}"
-            p = f"{r['p_wilcoxon']:.2g}"
-        lines.append(
-            f"| {name} | {setting} | {record['tuning_score']:.4f} | {_cost(record)} | "
-            f"{r['mean']:.4f} ± {r['sd']:.4f} | {delta} | {wtl} | {p} |"
-        )
-    return "\n".join(lines)
-
-
-def summary_table(result: dict) -> str:
-    """One row per (architecture, k): the tuned best classical loss and every other loss's Δ."""
-    learned = list(result["settings"]["losses"])
-    head = "".join(f" {name}: Δ pt (p) |" for name in learned)
-    lines = [
-        f"| architecture | k | best tuned classical loss (test acc) |{head}",
-        "|---|---|---|" + "---|" * len(learned),
-    ]
-    for entry in result["results"]:
-        base = entry["losses"][entry["baseline"]]
-        cells = ""
-        for name in learned:
-            r = entry["losses"][name]["summary"]
-            cells += f" {100 * r['delta']:+.2f} ± {100 * r['ci95']:.2f} ({r['p_wilcoxon']:.2g}) |"
-        lines.append(
-            f"| {entry['architecture']} | {entry['k']} | {entry['baseline']}: {_describe(base)} "
-            f"({base['summary']['mean']:.4f}) |{cells}"
-        )
-    return "\n".join(lines)
-
-
-def benchmark_markdown(result: dict) -> str:
-    """The report of :func:`small_data_benchmark`: provenance, summary, one table per row."""
-    s = result["settings"]
-    grids = "; ".join(
-        f"{name} over " + (", ".join(f"{k} ∈ {list(v)}" for k, v in grid.items()) or "nothing")
-        for name, grid in s["baselines"].items()
-    )
-    lines = [
-        "# Small-data benchmark",
-        "",
-        *provenance_lines(result["provenance"]),
-        "",
-        f"{s['n_tasks']} paired test tasks per k from the test split ({s['n_test']} images; "
-        f"accuracy on the rest of it). Tuned per (loss, architecture, k) on "
-        f"{s['n_tuning_tasks']} tasks from the training pool ({s['n_pool']} images; every "
-        f"setting screened on {s['n_screening_tasks']} of them, each loss's "
-        f"{s['n_finalists']} best (hyperparameters, lr) on all), then frozen: lr from "
-        f"{s['grid_lr']} (extended up to {s['max_lr_extensions']} times while "
-        f"the pick is on an edge) × steps ∈ {s['grid_steps']}, and each classical loss over "
-        f"its own hyperparameters ({grids}). Learned losses get the same lr and steps grid. "
-        f"Baseline: {s['baseline_rule']}. Search cost: the loss's share of the tuning wall "
-        "time, plus its evolution time where recorded. Δ in accuracy points.",
-        "",
-        "## Summary",
-        "",
-        summary_table(result),
-        "",
-    ]
-    for entry in result["results"]:
-        lines += [
-            f"## {entry['architecture']}, k = {entry['k']} "
-            f"({s['architectures'][entry['architecture']]})",
-            "",
-            _entry_table(entry),
-            "",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def write_benchmark_report(result: dict, output) -> dict[str, Path]:
-    """Write ``results.json``, ``results.md`` and ``accuracy_vs_k.png`` into ``output``.
-
-    Each file is written atomically; nothing else is touched. The figure needs matplotlib
-    and is skipped without it.
+    ``y`` is encoded ``0 .. C-1``; each classifier is scored on the rest of ``X``.
     """
-    output = Path(output)
-    paths = {"json": output / "results.json", "markdown": output / "results.md"}
-    atomic_write_bytes(paths["json"], (json.dumps(result, indent=1) + "\n").encode())
-    atomic_write_bytes(paths["markdown"], benchmark_markdown(result).encode())
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return paths
-    from .plotting import plot_benchmark
-
-    buffer = io.BytesIO()
-    plot_benchmark(result).savefig(buffer, format="png", dpi=110)
-    paths["plot"] = output / "accuracy_vs_k.png"
-    atomic_write_bytes(paths["plot"], buffer.getvalue())
-    return paths
+    batch = _shared_tasks(X, y, n_shots, n_tasks, np.random.RandomState(random_state))
+    settings = [Setting(name, (), float(lr), int(steps)) for name in losses]
+    modules = {(name, ()): loss for name, loss in losses.items()}
+    scores = score_settings(settings, modules, module_factory, batch, X, momentum=momentum)
+    return {s.loss: scores.accuracy[s] for s in settings}
 
 
 def run_benchmark(

@@ -12,17 +12,15 @@ from sklearn_mln._inner import (
     score_population,
     score_population_at_steps,
 )
+from sklearn_mln._modules import architecture_factory
 from sklearn_mln._provenance import REQUIRED_KEYS
+from sklearn_mln._tuning import Setting, score_settings, tune
 from sklearn_mln.benchmark import (
     CLASSICAL_GRIDS,
-    Setting,
     _shared_tasks,
-    architecture_factory,
     benchmark_markdown,
     run_benchmark,
-    score_settings,
     small_data_benchmark,
-    tune,
     write_benchmark_report,
 )
 from sklearn_mln.datasets import load_digits_images
@@ -253,7 +251,7 @@ def test_a_run_may_give_each_baseline_a_smaller_grid(splits):
 
 def test_a_final_pick_on_the_lr_edge_grows_the_grid_again(splits, monkeypatch):
     """Screening favours an interior lr, all tasks the largest: the grid grows at the end."""
-    import sklearn_mln.benchmark as bench
+    import sklearn_mln._tuning as bench
 
     X_pool, y_pool = splits[:2]
     batch = _shared_tasks(X_pool, y_pool, 1, 6, np.random.RandomState(3))
