@@ -36,7 +36,7 @@ from sklearn_mln import MetaLossNetwork
 from sklearn_mln._inner import InnerConfig, make_task_batch, score_reference
 from sklearn_mln._modules import default_module_factory
 from sklearn_mln._parallel import evaluate_population
-from sklearn_mln._provenance import provenance, provenance_lines
+from sklearn_mln._provenance import provenance
 from sklearn_mln._strategy import CMAStrategy
 from sklearn_mln._tasks import class_indices, draw_seeds, sample_tasks
 from sklearn_mln.datasets import load_digits_images, load_fashion_mnist
@@ -226,8 +226,15 @@ def markdown(result: dict) -> str:
             f"{m['parent_peak_bytes'] / 2**30:.2f} GiB; children {workers} GiB); one "
             f"generation in {m['seconds']:.0f} s."
         )
-        if "provenance" in m:
-            lines += ["", "Peak RSS measurement:", "", *provenance_lines(m["provenance"])]
+        if "provenance" in m:  # of this measurement only: the tables above are older
+            record = m["provenance"]
+            commit = record["commit"] + (" (with uncommitted changes)" if record["dirty"] else "")
+            versions = ", ".join(f"{k} {v}" for k, v in record["versions"].items() if v)
+            lines += [
+                "",
+                f"Peak RSS measured by `{record['command']}` on {record['date']} at commit "
+                f"{commit}; {record['machine']}, {record['cores']} cores; {versions}.",
+            ]
     return "\n".join(lines)
 
 
@@ -240,6 +247,9 @@ def main(argv=None) -> int:
         "--memory-only",
         action="store_true",
         help="only measure peak RSS and add it to an existing --output JSON",
+    )
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite the .md from the existing .json"
     )
     parser.add_argument(
         "--problems",
@@ -257,6 +267,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     output = Path(args.output)
+    if args.render_only:
+        _write(json.loads(output.with_suffix(".json").read_text()), output)
+        return 0
     if args.memory_only:
         result = json.loads(output.with_suffix(".json").read_text())
         record = provenance(seed=0, threads=torch.get_num_threads())
