@@ -33,11 +33,6 @@ def _delta(a: list[float], b: list[float]) -> str:
 
 
 def ablation_markdown(results: list[dict], sources: list[str]) -> str:
-    full_losses = [
-        name
-        for name in results[0]["settings"]["losses"]
-        if all(f"{name}-{part}" in results[0]["settings"]["losses"] for part in PARTS)
-    ]
     lines = [
         "# Ablation of the learned losses",
         "",
@@ -47,18 +42,24 @@ def ablation_markdown(results: list[dict], sources: list[str]) -> str:
         "Paired differences in accuracy points (95 % CI, Wilcoxon p) on each row's test tasks; "
         "every variant tuned over lr and steps the same way. *network adds*: full − linear "
         "part (the network zeroed); *linear term adds*: full − network part (the linear "
-        "term at its start value); *vs classical*: full − the row's tuned best classical "
-        "loss.",
+        "term at its start value; – where a run left it out); *vs classical*: full − the "
+        "row's tuned best classical loss.",
         "",
         "| loss | architecture | k | network adds | linear term adds | vs classical |",
         "|---|---|---|---|---|---|",
     ]
-    for name in full_losses:
-        for result in results:
+    for result in results:
+        names = result["settings"]["losses"]
+        for name in (n for n in names if f"{n}-linear" in names):
             for entry in sorted(result["results"], key=lambda e: (e["architecture"], e["k"])):
                 losses = entry["losses"]
                 full = losses[name]["test_accuracy"]
-                cells = [_delta(full, losses[f"{name}-{part}"]["test_accuracy"]) for part in PARTS]
+                cells = [
+                    _delta(full, losses[f"{name}-{part}"]["test_accuracy"])
+                    if f"{name}-{part}" in losses
+                    else "–"
+                    for part in PARTS
+                ]
                 versus = _delta(full, losses[entry["baseline"]]["test_accuracy"])
                 lines.append(
                     f"| {name} | {entry['architecture']} | {entry['k']} | {cells[0]} | "

@@ -1,7 +1,7 @@
 """Sphinx extension: warn (an error under ``-W``) when a public name is missing from api.rst.
 
-Public names are ``sklearn_mln.__all__`` (but ``__version__``), ``sklearn_mln.datasets.__all__``
-and ``sklearn_mln.plotting.__all__``; api.rst lists each, as ``Name`` under a
+Public names are ``sklearn_mln.__all__`` (but ``__version__``) and the ``__all__`` of
+``sklearn_mln.datasets``, ``sklearn_mln.plotting`` and ``sklearn_mln.benchmark``; api.rst lists each, as ``Name`` under a
 ``.. currentmodule::`` of its module, in an ``autosummary`` table.
 """
 
@@ -12,7 +12,12 @@ from pathlib import Path
 from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
-PUBLIC_MODULES = ("sklearn_mln", "sklearn_mln.datasets", "sklearn_mln.plotting")
+PUBLIC_MODULES = (
+    "sklearn_mln",
+    "sklearn_mln.datasets",
+    "sklearn_mln.plotting",
+    "sklearn_mln.benchmark",
+)
 
 
 def documented_names(api_rst: str) -> set[str]:
