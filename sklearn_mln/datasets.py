@@ -6,6 +6,9 @@ Three loaders, all returning ``X`` as float32 in ``[0, 1]`` and ``y`` as int64:
 - :func:`load_fashion_mnist`: Fashion-MNIST from its original IDX files.
 - :func:`load_cifar10`: CIFAR-10 from its "python version" pickled batches.
 
+:func:`load_splits` gives a data set's pool and held-out splits, as evolution and the
+benchmark use them.
+
 Nothing is ever downloaded: the files are looked for in ``data_home``, then in the folder named by
 the ``SKLEARN_MLN_DATA`` environment variable, then (Fashion-MNIST only) in the folder of the
 Debian package ``dataset-fashion-mnist``.
@@ -26,7 +29,7 @@ from sklearn.utils import Bunch
 
 from ._safe_pickle import NUMPY_REBUILDERS, NUMPY_TYPES, ForbiddenPickleError, RestrictedUnpickler
 
-__all__ = ["load_digits_images", "load_fashion_mnist", "load_cifar10"]
+__all__ = ["load_digits_images", "load_fashion_mnist", "load_cifar10", "load_splits"]
 
 _ENV_VAR = "SKLEARN_MLN_DATA"
 _FASHION_SYSTEM_DIRS = (Path("/usr/share/datasets/fashion-mnist"),)

@@ -61,7 +61,9 @@ def test_training_is_the_reference_loop(digits_flat):
     X, y = digits_flat
     module = MLP(64, 10, hidden_sizes=(16,))
     before = copy.deepcopy(module.state_dict())
-    clf = MLNClassifier(module, max_epochs=15, lr=0.05, momentum=0.8).fit(X[:80], y[:80])
+    clf = MLNClassifier(module, "cross_entropy", max_epochs=15, lr=0.05, momentum=0.8).fit(
+        X[:80], y[:80]
+    )
     reference = copy.deepcopy(module)
     train_reference(
         reference,
@@ -368,7 +370,7 @@ def test_init_only_stores():
 def test_pipeline(digits_flat):
     X, y = digits_flat
     pipe = make_pipeline(
-        FunctionTransformer(np.sqrt), StandardScaler(), MLNClassifier(max_epochs=30, random_state=0)
+        FunctionTransformer(np.sqrt), StandardScaler(), MLNClassifier(random_state=0)
     )
     pipe.fit(X[:100], y[:100])
     assert pipe.score(X[100:600], y[100:600]) > 0.6
@@ -416,3 +418,41 @@ def test_joint_meta_loss_must_match_number_of_classes(digits_flat):
         MLNClassifier(meta_loss=joint, max_epochs=1).fit(X[:30], y[:30])
     clf = MLNClassifier(meta_loss=joint, max_epochs=2).fit(X[:30], y[:30] % 3)
     assert clf.predict_proba(X[:4]).shape == (4, 3)
+
+
+def test_auto_trains_with_the_measured_default_of_the_input(digits, digits_flat):
+    """meta_loss="auto" takes loss, lr and epochs from AUTO_TRAINING by kind of input; an
+    explicit lr or max_epochs wins; a chosen loss keeps the plain defaults."""
+    from sklearn_mln._classifier import AUTO_TRAINING, MANUAL_DEFAULTS
+    from sklearn_mln._resolve import resolve_loss
+
+    for (X, y), kind in ((digits, "images"), (digits_flat, "flat")):
+        loss, lr, epochs = AUTO_TRAINING[kind]
+        clf = MLNClassifier(max_epochs=2, random_state=0).fit(X[:60], y[:60])
+        assert (clf.lr_, clf.max_epochs_, len(clf.history_)) == (lr, 2, 2)
+        assert repr(clf.loss_) == repr(resolve_loss(loss))
+        clf = MLNClassifier(lr=0.05, random_state=0).set_params(max_epochs=1).fit(X[:60], y[:60])
+        assert (clf.lr_, clf.max_epochs_) == (0.05, 1)
+    X, y = digits_flat
+    clf = MLNClassifier(meta_loss="mse", max_epochs=1, random_state=0).fit(X[:60], y[:60])
+    assert (clf.lr_, repr(clf.loss_)) == (MANUAL_DEFAULTS[0], "ClassicalLoss('mse')")
+    clf = MLNClassifier(meta_loss="mse", random_state=0).set_params(max_epochs=None)
+    assert clf.fit(X[:30], y[:30]).max_epochs_ == MANUAL_DEFAULTS[1]
+
+
+def test_auto_training_is_the_committed_benchmark_choice():
+    """AUTO_TRAINING says what benchmarks/default_classifier.py chose and tested."""
+    import json
+    from pathlib import Path
+
+    from sklearn_mln._classifier import AUTO_TRAINING
+    from sklearn_mln._resolve import resolve_loss
+
+    report = Path(__file__).resolve().parents[1] / "benchmarks/results/default_classifier.json"
+    if not report.is_file():
+        pytest.skip("the default has not been benchmarked in this checkout")
+    for kind, chosen in json.loads(report.read_text())["defaults"].items():
+        loss, lr, epochs = AUTO_TRAINING[kind]
+        expected = ClassicalLoss(chosen["loss"], **chosen["params"])
+        assert repr(resolve_loss(loss)) == repr(expected)
+        assert (lr, epochs) == (chosen["lr"], chosen["steps"])
