@@ -6,6 +6,11 @@ place (copy first).
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
@@ -79,3 +84,26 @@ def one_torch_thread():
 def rng():
     """A fresh seeded generator for test data."""
     return np.random.default_rng(0)
+
+
+def generations_in(checkpoint: Path) -> int:
+    """How many generations a checkpoint file holds."""
+    with np.load(checkpoint, allow_pickle=False) as archive:
+        return len(json.loads(str(archive["header"]))["history"])
+
+
+def sigkill_after_generations(command: list[str], env: dict, checkpoint: Path, n: int) -> int:
+    """Start ``command``, SIGKILL it once ``checkpoint`` holds ``n`` generations; its status."""
+    child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 90
+        while not (checkpoint.exists() and generations_in(checkpoint) >= n):
+            assert child.poll() is None, child.stderr.read().decode()
+            assert time.monotonic() < deadline, "no checkpoint was written"
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    return child.returncode

@@ -7,13 +7,12 @@ import json
 import os
 import pickle
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import generations_in, sigkill_after_generations
 
 import sklearn_mln
 import sklearn_mln._archive as archive_module
@@ -52,11 +51,6 @@ def _assert_same(a, b):
     assert a.best_fitness_ == b.best_fitness_
 
 
-def _generations_in(path):
-    with np.load(path, allow_pickle=False) as archive:
-        return len(json.loads(str(archive["header"]))["history"])
-
-
 _CHILD = """
 import sys, time
 import sklearn_mln._evolver as evolver
@@ -81,25 +75,9 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(cfg, tmp_path, pool, 
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
     }
-    child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD.format(cfg=cfg), str(path)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while not (path.exists() and _generations_in(path) >= 2):
-            assert child.poll() is None, child.stderr.read().decode()
-            assert time.monotonic() < deadline, "no checkpoint was written"
-            time.sleep(0.02)
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    assert child.returncode == -signal.SIGKILL
-    done = _generations_in(path)  # the file is whole even though the writer was killed
+    command = [sys.executable, "-c", _CHILD.format(cfg=cfg), str(path)]
+    assert sigkill_after_generations(command, env, path, 2) == -signal.SIGKILL
+    done = generations_in(path)  # the file is whole even though the writer was killed
     assert 2 <= done < cfg["n_generations"]
     resumed = MLNEvolver(**cfg, checkpoint_path=path).fit(*pool)
     _assert_same(resumed, reference)
@@ -110,10 +88,10 @@ def test_extend_refit_and_max_time_resume(cfg, tmp_path, pool, reference, monkey
     path = tmp_path / "run.ckpt"
     # stopped by max_time after one generation: the next fit continues the run
     first = MLNEvolver(**cfg, max_time=1e-9, checkpoint_path=path).fit(*pool)
-    assert first.stop_reason_ == "max_time" and _generations_in(path) == 1
+    assert first.stop_reason_ == "max_time" and generations_in(path) == 1
     # then run 3 of the 6 generations, then extend to 6 with other execution settings
     MLNEvolver(**{**cfg, "n_generations": 3}, checkpoint_path=str(path)).fit(*pool)
-    assert _generations_in(path) == 3
+    assert generations_in(path) == 3
     extended = MLNEvolver(**cfg, n_jobs=2, checkpoint_path=path).fit(*pool)
     _assert_same(extended, reference)
     assert os.listdir(tmp_path) == ["run.ckpt"]  # no temporary files left

@@ -8,18 +8,17 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
-import json
 import os
 import shlex
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import generations_in, sigkill_after_generations
 
 import sklearn_mln
 from sklearn_mln import MLNEvolver, load_meta_loss, load_pretrained
@@ -278,33 +277,12 @@ main(sys.argv[1:])
 """
 
 
-def _generations_in(path: Path) -> int:
-    with np.load(path, allow_pickle=False) as archive:
-        return len(json.loads(str(archive["header"]))["history"])
-
-
 def test_killed_run_resumes_from_checkpoint_path(tmp_path, capsys, resumable, straight):
     ckpt, killed = tmp_path / "run.ckpt", tmp_path / "killed.mln"
     argv = [*resumable, "--checkpoint-path", str(ckpt), "--output", str(killed)]
-    child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, *argv],
-        env=ENV,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 90
-        while not (ckpt.exists() and _generations_in(ckpt) >= 1):
-            assert child.poll() is None, child.stderr.read().decode()
-            assert time.monotonic() < deadline, "no checkpoint was written"
-            time.sleep(0.02)
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-    assert child.returncode == -signal.SIGKILL and not killed.exists()
-    assert 1 <= _generations_in(ckpt) < 4
+    status = sigkill_after_generations([sys.executable, "-c", _CHILD, *argv], ENV, ckpt, 1)
+    assert status == -signal.SIGKILL and not killed.exists()
+    assert 1 <= generations_in(ckpt) < 4
     resumed = _run(argv, capsys)
     _same_result(straight[0], killed)
     assert resumed == straight[1]
