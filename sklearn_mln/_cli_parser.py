@@ -16,7 +16,8 @@ from sklearn.utils._param_validation import Interval
 
 from ._cli import Preset, Value, add_options, options_for
 from ._evolver import MLNEvolver
-from .benchmark import ARCHITECTURES, CLASSICAL_GRIDS, small_data_benchmark
+from ._modules import ARCHITECTURES
+from .benchmark import CLASSICAL_GRIDS, small_data_benchmark
 
 DATASETS = ("digits", "fashion-mnist", "cifar10")
 #: MLNEvolver parameters the command line sets through its own options

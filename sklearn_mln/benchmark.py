@@ -50,7 +50,6 @@ from ._tasks import class_indices, draw_seeds, sample_tasks
 from ._tuning import Setting, _param_grid, score_settings, tune
 
 __all__ = [
-    "ARCHITECTURES",
     "CLASSICAL_GRIDS",
     "benchmark_markdown",
     "comparison_table",
@@ -138,7 +137,8 @@ def small_data_benchmark(
         hyperparameters as well; a mapping gives each its own grid (a smaller one for an
         expensive run), e.g. ``{"label_smoothing": {"smoothing": (0.1, 0.9)}}``.
     architectures : sequence of str
-        Keys of :data:`ARCHITECTURES`.
+        Keys of ``sklearn_mln._modules.ARCHITECTURES`` (``cnn``, ``mlp``, ``cnn-wide``,
+        ``mlp2``).
     ks : sequence of int
         Training images per class.
     n_tasks : int

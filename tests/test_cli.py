@@ -33,7 +33,8 @@ from sklearn_mln._cli_parser import (
     build_parser,
 )
 from sklearn_mln._meta_loss import ACTIVATIONS, INPUTS, STRUCTURES
-from sklearn_mln.benchmark import ARCHITECTURES, CLASSICAL_GRIDS, small_data_benchmark
+from sklearn_mln._modules import ARCHITECTURES
+from sklearn_mln.benchmark import CLASSICAL_GRIDS, small_data_benchmark
 
 pytestmark = [pytest.mark.usefixtures("no_data_env"), pytest.mark.timeout(120)]
 ROOT = Path(sklearn_mln.__file__).resolve().parents[1]

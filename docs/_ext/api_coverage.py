@@ -1,8 +1,9 @@
 """Sphinx extension: warn (an error under ``-W``) when a public name is missing from api.rst.
 
 Public names are ``sklearn_mln.__all__`` (but ``__version__``) and the ``__all__`` of
-``sklearn_mln.datasets``, ``sklearn_mln.plotting`` and ``sklearn_mln.benchmark``; api.rst lists each, as ``Name`` under a
-``.. currentmodule::`` of its module, in an ``autosummary`` table.
+``sklearn_mln.datasets``, ``sklearn_mln.plotting`` and ``sklearn_mln.benchmark``; api.rst
+lists each, as ``Name`` under a ``.. currentmodule::`` of its module, in an
+``autosummary`` table.
 """
 
 import importlib
