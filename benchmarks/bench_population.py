@@ -36,7 +36,7 @@ from sklearn_mln import MetaLossNetwork
 from sklearn_mln._inner import InnerConfig, make_task_batch, score_reference
 from sklearn_mln._modules import default_module_factory
 from sklearn_mln._parallel import evaluate_population
-from sklearn_mln._provenance import provenance
+from sklearn_mln._provenance import provenance, provenance_lines
 from sklearn_mln._strategy import CMAStrategy
 from sklearn_mln._tasks import class_indices, draw_seeds, sample_tasks
 from sklearn_mln.datasets import load_digits_images, load_fashion_mnist
@@ -290,6 +290,7 @@ def main(argv=None) -> int:
             ("cnn-fashion-mnist", 32, 8, 4, 2000),
         ]
     )
+    record = provenance(seed=0, threads=torch.get_num_threads())  # the code that runs
     result = {"machine": machine(), "repeats": args.repeats, "settings": []}
     settings = [s for s in settings if s[0] in args.problems]
     for name, popsize, n_tasks, subset, n_val, *methods in settings:
@@ -304,6 +305,8 @@ def main(argv=None) -> int:
         kept = [s for s in previous["settings"] if s["setting"] not in fresh]
         result = {**previous, **result, "settings": kept + result["settings"]}
         result["settings"].sort(key=lambda s: (not s["setting"].startswith("mlp"), s["setting"]))
+    if not args.merge:  # a merged file holds timings of several runs: no single provenance
+        result["provenance"] = {**record, "wall_seconds": round(time.perf_counter() - started, 2)}
     _write(result, output)
     return 0
 
@@ -325,12 +328,12 @@ def _write(result: dict, output: Path) -> None:
     print("\n" + table)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.with_suffix(".json").write_text(json.dumps(result, indent=2))
-    output.with_suffix(".md").write_text(
-        "Commands: `python benchmarks/bench_population.py` (all settings, library commit 5345c51), "
-        "`python benchmarks/bench_population.py --problems mlp-digits --skip-memory --merge` "
-        "(MLP settings re-timed after the inner-loop kernels), "
-        "`python benchmarks/bench_population.py --memory-only` (peak RSS)\n\n" + table + "\n"
-    )
+    header = ""
+    if "provenance" in result:  # the whole file is one run's: say which
+        header = "\n".join(
+            ["# Population evaluation speed", "", *provenance_lines(result["provenance"])]
+        )
+    output.with_suffix(".md").write_text(header + "\n\n" + table + "\n" if header else table + "\n")
 
 
 if __name__ == "__main__":
