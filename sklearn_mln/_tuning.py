@@ -171,6 +171,13 @@ class _Tuning:
         self.grids[name] = sorted([*lrs, new_lr])
         return new_lr
 
+    def seconds(self, name: str) -> float:
+        """Wall time charged to loss ``name`` by every pass, screening and final."""
+        spent = self.screening.seconds.get(name, 0.0)
+        if self.final is not self.screening:
+            spent += self.final.seconds.get(name, 0.0)
+        return spent
+
     def run_on_all(self, settings: list[Setting]) -> None:
         """Score ``settings`` on the tasks they have not seen yet; ``final`` on all."""
         unscreened = [s for s in settings if s not in self.screening.accuracy]
@@ -183,7 +190,7 @@ class _Tuning:
         for s in settings:
             self.final.accuracy[s] = np.concatenate([self.screening.accuracy[s], more.accuracy[s]])
             self.final.failed[s] = np.concatenate([self.screening.failed[s], more.failed[s]])
-        for name, seconds in more.seconds.items():
+        for name, seconds in more.seconds.items():  # the final stage's own passes
             self.final.seconds[name] = self.final.seconds.get(name, 0.0) + seconds
 
 
@@ -214,8 +221,9 @@ def tune(
     ``max_lr_extensions`` times in all.
     With no more tasks than ``n_screening_tasks`` every setting sees every task. Ties go
     to the earlier setting: smaller hyperparameter, then smaller lr, then fewer steps.
-    Returns ``{name: {"setting", "score", "at_edge", "lr_grid"}}``, the screening scores
-    and the finalists' scores on all tasks.
+    Returns ``{name: {"setting", "score", "at_edge", "lr_grid", "seconds"}}`` (seconds: the
+    loss's share of every tuning pass), the screening scores and the finalists' scores on
+    all tasks.
     """
     score = partial(
         score_settings, modules=modules, module_factory=module_factory, X_val=X_val,
@@ -281,6 +289,7 @@ def _pick(state: _Tuning, name: str, finalists: list[Setting]) -> dict:
         "score": float(state.final.accuracy[best].mean()),
         "at_edge": edges,
         "lr_grid": state.grids[name],
+        "seconds": state.seconds(name),
     }
 
 

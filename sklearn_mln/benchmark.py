@@ -274,7 +274,7 @@ def _entry(arch, k, picks, tuning, test_scores, baselines, losses) -> dict:
             "test_accuracy": test_scores.accuracy[setting].tolist(),
             "test_failed": int(test_scores.failed[setting].sum()),
             "seconds": {
-                "tuning": final.seconds[name],
+                "tuning": pick["seconds"],
                 "test": test_scores.seconds[name],
                 "evolution": evolution,
             },

@@ -264,8 +264,11 @@ def test_a_final_pick_on_the_lr_edge_grows_the_grid_again(splits, monkeypatch):
             value = 1 - abs(np.log10(s.lr / 0.1)) if screening else np.log10(s.lr) + 10
             scores.accuracy[s] = np.full(batch.n_tasks, value)
             scores.failed[s] = np.zeros(batch.n_tasks, dtype=bool)
-            scores.seconds[s.loss] = 0.0
+            scores.seconds[s.loss] = scores.seconds.get(s.loss, 0.0) + 1.0  # 1 s a setting
+        calls.append(len(settings))
         return scores
+
+    calls = []
 
     monkeypatch.setattr(bench, "score_settings", fake_scores)
     picks, screening, final = tune(
@@ -277,3 +280,5 @@ def test_a_final_pick_on_the_lr_edge_grows_the_grid_again(splits, monkeypatch):
     assert pick["lr_grid"] == pytest.approx([0.01, 0.1, 1.0, 10.0, 100.0])
     assert pick["setting"].lr == pytest.approx(100.0) and pick["at_edge"] == ["lr"]
     assert all(len(final.accuracy[s]) == 6 for s in final.accuracy)
+    # the search cost counts every pass, screening and final: here 1 s per setting per pass
+    assert pick["seconds"] == sum(calls)
