@@ -107,3 +107,17 @@ def sigkill_after_generations(command: list[str], env: dict, checkpoint: Path, n
         if child.poll() is None:
             child.kill()
     return child.returncode
+
+
+#: the start of a child script whose evolution runs slower with the same numbers, so that a
+#: test can kill it between generations
+SLOWED_EVOLUTION = """
+import sys, time
+import sklearn_mln._evolver as evolver
+
+evaluate = evolver.evaluate_population
+def slowed(*args, **kwargs):  # slower generations, same numbers
+    time.sleep(0.4)
+    return evaluate(*args, **kwargs)
+evolver.evaluate_population = slowed
+"""

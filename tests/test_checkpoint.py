@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import generations_in, sigkill_after_generations
+from conftest import SLOWED_EVOLUTION, generations_in, sigkill_after_generations
 
 import sklearn_mln
 import sklearn_mln._archive as archive_module
@@ -51,20 +51,15 @@ def _assert_same(a, b):
     assert a.best_fitness_ == b.best_fitness_
 
 
-_CHILD = """
-import sys, time
-import sklearn_mln._evolver as evolver
+_CHILD = (
+    SLOWED_EVOLUTION
+    + """
 from sklearn_mln import MLNEvolver
 from sklearn_mln.datasets import load_digits_images
-
-evaluate = evolver.evaluate_population
-def slowed(*args, **kwargs):  # slower generations, same numbers
-    time.sleep(0.4)
-    return evaluate(*args, **kwargs)
-evolver.evaluate_population = slowed
 X, y = load_digits_images(return_X_y=True)
 MLNEvolver(**{cfg!r}, checkpoint_path=sys.argv[1]).fit(X[:300].reshape(300, -1), y[:300])
 """
+)
 
 
 @pytest.mark.timeout(120)

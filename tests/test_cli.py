@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import generations_in, sigkill_after_generations
+from conftest import SLOWED_EVOLUTION, generations_in, sigkill_after_generations
 
 import sklearn_mln
 from sklearn_mln import MLNEvolver, load_meta_loss, load_pretrained
@@ -264,18 +264,13 @@ def test_resume_after_max_time_gives_the_uninterrupted_result(
     assert resumed == straight[1]
 
 
-_CHILD = """
-import sys, time
-import sklearn_mln._evolver as evolver
+_CHILD = (
+    SLOWED_EVOLUTION
+    + """
 from sklearn_mln.__main__ import main
-
-evaluate = evolver.evaluate_population
-def slowed(*args, **kwargs):  # slower generations, same numbers
-    time.sleep(0.4)
-    return evaluate(*args, **kwargs)
-evolver.evaluate_population = slowed
 main(sys.argv[1:])
 """
+)
 
 
 def test_killed_run_resumes_from_checkpoint_path(tmp_path, capsys, resumable, straight):
