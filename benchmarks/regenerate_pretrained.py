@@ -213,6 +213,26 @@ def write_report(path: Path, section: str, entry: dict) -> None:
     atomic_write_bytes(path, (json.dumps(report, indent=1, sort_keys=True) + "\n").encode())
 
 
+def stamp_regenerated(path: Path, entry: dict, report: Path) -> None:
+    """Record in the regenerated file what made it: this script's provenance, the commit of
+    the code that evolved it, the command that regenerates it and where the comparison is.
+
+    The evolver of an older commit writes no provenance of its own; this is written by the
+    program, never by hand.
+    """
+    from sklearn_mln import load_meta_loss
+
+    loss = load_meta_loss(path)
+    loss.metadata.update(
+        provenance=entry["provenance"],
+        code_commit=entry["code_commit"],
+        regenerate=entry["provenance"]["command"],
+        reproduction=str(report),
+        same_weights_as_shipped=entry["comparison"].get("same_weights"),
+    )
+    loss.save(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("mode", choices=("generations", "reevaluate", "full"))
@@ -254,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         "provenance": provenance(started=started, threads=torch.get_num_threads()),
     }
     write_report(args.report, section, entry)
+    if args.mode == "full" and args.output is not None:
+        stamp_regenerated(Path(args.output), entry, args.report)
     print(json.dumps(entry["comparison"], indent=1))
     return 0
 

@@ -20,6 +20,7 @@ import numpy as np
 from joblib import Parallel
 from sklearn.model_selection import train_test_split
 
+from ._classical import parse_classical_loss
 from ._inner import InnerConfig, TaskBatch, make_task_batch
 from ._meta_loss import MetaLossNetwork, MetaLossSpec, init_flat_params
 from ._strategy import CMAState, CMAStrategy
@@ -34,7 +35,8 @@ TOP_EVER = 3
 def start_point(init, spec: MetaLossSpec, rng) -> tuple[MetaLossSpec, np.ndarray]:
     """The architecture and first CMA-ES mean for ``MLNEvolver(init=...)``.
 
-    ``init`` is ``"cross_entropy"``, ``"label_smoothing"``, ``"random"`` or a
+    ``init`` is ``"cross_entropy"``, ``"label_smoothing"`` (smoothing 0.1),
+    ``"label_smoothing(smoothing=EPS)"``, ``"random"`` or a
     :class:`~sklearn_mln.MetaLossNetwork` to warm-start from (its own ``spec``).
     """
     if isinstance(init, MetaLossNetwork):
@@ -42,19 +44,39 @@ def start_point(init, spec: MetaLossSpec, rng) -> tuple[MetaLossSpec, np.ndarray
     if init == "random":
         # drawn as for a free network: the output layer is random too
         return spec, init_flat_params(replace(spec, anchor=None), rng)
+    smoothing = _start_smoothing(init)
     if spec.anchor != "cross_entropy":
         raise ValueError(f'init="{init}" needs anchor="cross_entropy".')
-    if init == "label_smoothing":
-        net = MetaLossNetwork.from_label_smoothing(
-            spec.n_classes,
-            0.1,
-            structure=spec.structure,
-            hidden_sizes=spec.hidden_sizes,
-            activation=spec.activation,
-            random_state=rng,
+    if smoothing is None:
+        return spec, init_flat_params(spec, rng)
+    if spec.inputs != "log_probs":
+        raise ValueError(f'init="{init}" is an exact point only with inputs="log_probs".')
+    net = MetaLossNetwork.from_label_smoothing(
+        spec.n_classes,
+        smoothing,
+        structure=spec.structure,
+        hidden_sizes=spec.hidden_sizes,
+        activation=spec.activation,
+        random_state=rng,
+    )
+    return net.spec, net.get_flat_params()
+
+
+def _start_smoothing(init: str) -> float | None:
+    """The label smoothing a named start equals; ``None`` for cross-entropy."""
+    if init == "cross_entropy":
+        return None
+    try:
+        loss = parse_classical_loss(init)
+    except ValueError:
+        loss = None
+    if loss is None or loss.name != "label_smoothing":
+        raise ValueError(
+            f"init={init!r} is not a starting point: use 'cross_entropy', 'label_smoothing', "
+            "'label_smoothing(smoothing=EPS)' (e.g. a tuned optimum), 'random' or a "
+            "MetaLossNetwork."
         )
-        return net.spec, net.get_flat_params()
-    return spec, init_flat_params(spec, rng)
+    return float(loss.params["smoothing"])
 
 
 def split_pool(

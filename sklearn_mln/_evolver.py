@@ -62,9 +62,14 @@ class MLNEvolver(BaseEstimator):
         cross-entropy start, 36 % of candidates drawn at 0.05 (18 % at 0.02) have a zero
         loss for every sample predicted with p >= 0.5 (the anchor's relu clips them).
     init : str or MetaLossNetwork, default="cross_entropy"
-        Starting point, one of ``"cross_entropy"``, ``"label_smoothing"``, ``"random"``
-        or a network. ``"cross_entropy"``: the anchored network that equals CE exactly;
+        Starting point, one of ``"cross_entropy"``, ``"label_smoothing"``,
+        ``"label_smoothing(smoothing=EPS)"``, ``"random"`` or a network.
+        ``"cross_entropy"``: the anchored network that equals CE exactly;
         ``"label_smoothing"``: the anchored log-prob network equal to label smoothing 0.1;
+        ``"label_smoothing(smoothing=0.9)"``: equal to label smoothing 0.9 -- with
+        ``inner_lr`` set to that loss's tuned step size, evolution starts from the tuned
+        classical optimum, and the shortlist keeps that start, so whatever beats it is the
+        network's (see :func:`sklearn_mln.benchmark.small_data_benchmark` for the tuning);
         ``"random"``: random weights everywhere. A :class:`MetaLossNetwork` warm-starts
         from its weights and architecture (the architecture parameters are then ignored).
     structure, hidden_sizes, activation, inputs, anchor
@@ -174,7 +179,8 @@ class MLNEvolver(BaseEstimator):
         "popsize": [Interval(Integral, 2, None, closed="left")],
         "n_generations": [Interval(Integral, 1, None, closed="left")],
         "sigma0": [Interval(Real, 0, None, closed="neither")],
-        "init": [StrOptions({"cross_entropy", "label_smoothing", "random"}), MetaLossNetwork],
+        # a str beyond the options is a parameterised start, checked in fit
+        "init": [StrOptions({"cross_entropy", "label_smoothing", "random"}), str, MetaLossNetwork],
         "structure": [StrOptions(set(STRUCTURES))],
         "hidden_sizes": ["array-like"],
         "activation": [StrOptions(set(ACTIVATIONS))],

@@ -8,6 +8,8 @@ from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_mln import MetaLossNetwork, MLNEvolver
+from sklearn_mln._evolution import start_point
+from sklearn_mln._meta_loss import MetaLossSpec
 from sklearn_mln._strategy import DIAGONAL_THRESHOLD, CMAStrategy
 
 
@@ -149,6 +151,41 @@ def test_label_smoothing_start_and_warm_start(tiny, digits_flat):
     warm = MLNEvolver(**{**tiny, "n_generations": 1}, init=evo.meta_loss_, random_state=0)
     warm.fit(X[:300], y[:300])
     assert warm.meta_loss_.spec == evo.meta_loss_.spec
+
+
+@pytest.mark.parametrize("smoothing", [0.1, 0.9])
+def test_parameterised_label_smoothing_start_is_that_loss(smoothing):
+    spec = MetaLossSpec(n_classes=10, hidden_sizes=(4,))
+    start_spec, theta = start_point(
+        f"label_smoothing(smoothing={smoothing})", spec, np.random.RandomState(0)
+    )
+    network = MetaLossNetwork.from_spec(start_spec, theta)
+    logits, y = (
+        torch.randn(32, 10, generator=torch.Generator().manual_seed(0)),
+        torch.arange(32) % 10,
+    )
+    expected = torch.nn.functional.cross_entropy(logits, y, label_smoothing=smoothing)
+    torch.testing.assert_close(network(logits, y).float(), expected)
+
+
+def test_named_and_parameterised_default_smoothing_start_run_identically(tiny, digits_flat):
+    X, y = digits_flat
+    runs = [
+        MLNEvolver(**{**tiny, "n_generations": 2}, init=init, random_state=0).fit(X[:300], y[:300])
+        for init in ("label_smoothing", "label_smoothing(smoothing=0.1)")
+    ]
+    strip = [[{k: v for k, v in h.items() if k != "seconds"} for h in r.history_] for r in runs]
+    assert strip[0] == strip[1]
+    np.testing.assert_array_equal(
+        runs[0].meta_loss_.get_flat_params(), runs[1].meta_loss_.get_flat_params()
+    )
+
+
+@pytest.mark.parametrize("init", ["focal(gamma=2)", "label_smoothing(eps=0.2)", "smooth"])
+def test_unknown_start_is_rejected_with_the_accepted_forms(tiny, digits_flat, init):
+    X, y = digits_flat
+    with pytest.raises(ValueError, match="label_smoothing\\(smoothing=EPS\\)"):
+        MLNEvolver(**tiny, init=init, random_state=0).fit(X[:300], y[:300])
 
 
 @pytest.mark.parametrize(
