@@ -52,9 +52,11 @@ def write_archive(path, header: dict, arrays: dict[str, np.ndarray]) -> None:
 
 
 def read_archive(
-    path, format_name: str, format_version: int, what: str
+    path, format_name: str, format_version: int | tuple[int, ...], what: str
 ) -> tuple[dict, dict[str, np.ndarray]]:
     """The header and arrays of an archive written by :func:`write_archive`.
+
+    ``format_version`` is the version read, or a tuple of the versions read.
 
     Raises ``ValueError`` naming ``what`` the file should be if it is truncated, corrupt,
     of another format, or of another format version.
@@ -73,9 +75,12 @@ def read_archive(
         ) from exc
     if not isinstance(header, dict) or header.get("format") != format_name:
         raise ValueError(f"{source} is not a {format_name} file.")
-    if header.get("format_version") != format_version:
+    versions = (format_version,) if isinstance(format_version, int) else format_version
+    found = header.get("format_version")
+    if type(found) is not int or found not in versions:
+        readable = " or ".join(str(v) for v in versions)
         raise ValueError(
-            f"{source} has {what} format version {header.get('format_version')!r}; this "
-            f"version of sklearn-mln reads version {format_version}."
+            f"{source} has {what} format version {found!r}; this version of sklearn-mln "
+            f"reads version {readable}."
         )
     return header, arrays

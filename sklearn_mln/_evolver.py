@@ -72,7 +72,7 @@ class MLNEvolver(BaseEstimator):
         network's (see :func:`sklearn_mln.benchmark.small_data_benchmark` for the tuning);
         ``"random"``: random weights everywhere. A :class:`MetaLossNetwork` warm-starts
         from its weights and architecture (the architecture parameters are then ignored).
-    structure, hidden_sizes, activation, inputs, anchor
+    structure, hidden_sizes, activation, inputs, anchor, true_class_input
         Architecture of the evolved network; see :class:`MetaLossNetwork`.
     module : None, torch.nn.Module class, instance or zero-argument callable, default=None
         The inner classifier. ``None``: the defaults of :class:`MLNClassifier` (MLP for
@@ -186,6 +186,7 @@ class MLNEvolver(BaseEstimator):
         "activation": [StrOptions(set(ACTIVATIONS))],
         "inputs": [StrOptions(set(INPUTS))],
         "anchor": [StrOptions({"cross_entropy"}), None],
+        "true_class_input": ["boolean"],
         "module": [None, callable, torch.nn.Module],
         "inner_lr": [Interval(Real, 0, None, closed="neither")],
         "inner_steps": [Interval(Integral, 1, None, closed="left")],
@@ -217,6 +218,7 @@ class MLNEvolver(BaseEstimator):
         activation="tanh",
         inputs="log_probs",
         anchor="cross_entropy",
+        true_class_input=False,
         module=None,
         inner_lr=0.03,
         inner_steps=100,
@@ -244,6 +246,7 @@ class MLNEvolver(BaseEstimator):
         self.activation = activation
         self.inputs = inputs
         self.anchor = anchor
+        self.true_class_input = true_class_input
         self.module = module
         self.inner_lr = inner_lr
         self.inner_steps = inner_steps
@@ -291,6 +294,7 @@ class MLNEvolver(BaseEstimator):
             self.activation,
             self.inputs,
             self.anchor,
+            bool(self.true_class_input),
         )
 
     # ------------------------------------------------------------------ fit

@@ -18,14 +18,16 @@ from ._archive import read_archive, write_archive
 from ._version import __version__
 
 FORMAT_NAME = "sklearn-mln-meta-loss"
-FORMAT_VERSION = 1
+#: version 2 adds the architecture field ``true_class_input``; a file is written in the
+#: lowest version that holds its architecture, and every version here is read
+FORMAT_VERSIONS = (1, 2)
 
 
 def write_loss_file(path, spec: dict, theta: np.ndarray, metadata: dict) -> None:
     """Write a meta-loss file atomically."""
     header = {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": 2 if "true_class_input" in spec else 1,
         "package_version": __version__,
         "spec": spec,
         "n_params": len(theta),
@@ -48,7 +50,7 @@ def read_loss_file(path) -> tuple[dict, np.ndarray, object]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No meta-loss file at {str(path)!r}.")
-    header, arrays = read_archive(path, FORMAT_NAME, FORMAT_VERSION, "meta-loss")
+    header, arrays = read_archive(path, FORMAT_NAME, FORMAT_VERSIONS, "meta-loss")
     try:
         theta = np.asarray(arrays["theta"], dtype=np.float64)
     except (KeyError, TypeError, ValueError) as exc:

@@ -13,7 +13,10 @@ For a sample with logits ``z`` (``C`` classes), one-hot label ``y`` and predicti
     g = sum_c (a0 + a1 * y_c) * q_c  +  f(features)
 
 * ``structure="per_class"``: ``f(features) = sum_c net([q_c, y_c])``, one small MLP
-  shared by every class, so the loss works for any number of classes.
+  shared by every class, so the loss works for any number of classes. With
+  ``true_class_input=True`` it is ``net([q_c, y_c, q_y])``: each class's term also sees the
+  true class's prediction, so the shared net can express margins (``q_c - q_y``) and
+  focal-like weights (a function of ``q_y``), still for any number of classes.
 * ``structure="joint"``: ``f(features) = net([q, y])``, one MLP over the whole
   prediction vector and label (``2 C`` inputs, fixed number of classes).
 * ``anchor="cross_entropy"``: ``loss = relu(CE(z, y) + g)``; the output layer and the
@@ -69,6 +72,7 @@ class MetaLossSpec:
     activation: str = "tanh"
     inputs: str = "log_probs"
     anchor: str | None = "cross_entropy"
+    true_class_input: bool = False
 
     def __post_init__(self) -> None:
         if self.structure not in STRUCTURES:
@@ -85,6 +89,14 @@ class MetaLossSpec:
             not isinstance(self.n_classes, (int, np.integer)) or self.n_classes < 2
         ):
             raise ValueError(f"n_classes must be an integer >= 2 or None, got {self.n_classes!r}.")
+        if not isinstance(self.true_class_input, (bool, np.bool_)):
+            raise ValueError(f"true_class_input must be a bool, got {self.true_class_input!r}.")
+        object.__setattr__(self, "true_class_input", bool(self.true_class_input))
+        if self.structure == "joint" and self.true_class_input:
+            raise ValueError(
+                'true_class_input is for structure="per_class"; a joint net already sees the '
+                "whole prediction and label."
+            )
         if self.structure == "joint" and self.n_classes is None:
             raise ValueError('structure="joint" needs n_classes (its input size is 2 * n_classes).')
         hidden = tuple(self.hidden_sizes)
@@ -96,7 +108,9 @@ class MetaLossSpec:
 
     @property
     def in_features(self) -> int:
-        return 2 if self.structure == "per_class" else 2 * self.n_classes
+        if self.structure == "joint":
+            return 2 * self.n_classes
+        return 3 if self.true_class_input else 2
 
     def layer_shapes(self) -> list[tuple[int, int]]:
         """``(out_features, in_features)`` of each linear layer of the net."""
@@ -108,8 +122,12 @@ class MetaLossSpec:
         return _N_LINEAR + sum(o * i + o for o, i in self.layer_shapes())
 
     def to_dict(self) -> dict:
+        """The fields as plain values; ``true_class_input`` only when set, so a file of an
+        architecture that version 0.1 knows stays readable by it."""
         d = asdict(self)
         d["hidden_sizes"] = list(self.hidden_sizes)
+        if not self.true_class_input:
+            del d["true_class_input"]
         return d
 
 
@@ -171,7 +189,13 @@ def meta_loss_per_sample(
     coef = linear[:, 0, None, None] + linear[:, 1, None, None] * onehot
     g = (coef * pred).sum(-1)
 
-    if fast and spec.structure == "per_class" and not theta.requires_grad and pred.requires_grad:
+    if (
+        fast
+        and spec.structure == "per_class"
+        and not spec.true_class_input
+        and not theta.requires_grad
+        and pred.requires_grad
+    ):
         g = g + PerClassNetwork.apply(pred, onehot, layers, spec.activation)
     else:
         g = g + _network_output(pred, onehot, layers, spec)
@@ -188,7 +212,10 @@ def _network_output(
     """``f(features)`` of every sample, ``(P, n)``, through plain autograd."""
     n_pop, n_samples, n_classes = pred.shape
     if spec.structure == "per_class":
-        h = torch.stack((pred, onehot), dim=-1).reshape(n_pop, n_samples * n_classes, 2)
+        features = [pred, onehot]
+        if spec.true_class_input:
+            features.append((pred * onehot).sum(-1, keepdim=True).expand_as(pred))
+        h = torch.stack(features, dim=-1).reshape(n_pop, n_samples * n_classes, len(features))
     else:
         h = torch.cat((pred, onehot), dim=-1)
     act = ACTIVATIONS[spec.activation]
@@ -242,6 +269,9 @@ class MetaLossNetwork(nn.Module):
     anchor : {"cross_entropy", None}, default="cross_entropy"
         With ``"cross_entropy"`` the loss is ``relu(CE + residual)`` and starts as exactly
         cross-entropy; with ``None`` it is ``softplus(net output)``.
+    true_class_input : bool, default=False
+        ``"per_class"`` only: each class's net also sees the true class's prediction
+        ``q_y`` (margin- and focal-like shapes). Saved files then use format version 2.
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights of the hidden layers. ``None`` draws them from fresh
         operating-system entropy; NumPy's global generator is never used.
@@ -281,10 +311,13 @@ class MetaLossNetwork(nn.Module):
         activation: str = "tanh",
         inputs: str = "log_probs",
         anchor: str | None = "cross_entropy",
+        true_class_input: bool = False,
         random_state=None,
     ) -> None:
         super().__init__()
-        self.spec = MetaLossSpec(structure, n_classes, hidden_sizes, activation, inputs, anchor)
+        self.spec = MetaLossSpec(
+            structure, n_classes, hidden_sizes, activation, inputs, anchor, true_class_input
+        )
         theta = init_flat_params(self.spec, check_random_state(random_state))
         self.theta = nn.Parameter(torch.as_tensor(theta, dtype=torch.float64))
         self.metadata: dict = {}

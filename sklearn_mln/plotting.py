@@ -6,6 +6,9 @@
   probability of the true class, beside classical losses.
 - :func:`plot_benchmark`: test accuracy against training images per class, one panel per
   architecture, from a :func:`sklearn_mln.benchmark.small_data_benchmark` result.
+- :func:`plot_time_to_quality`: the quality of a loss against the wall time it took to get
+  (evolution runs as curves, tuned classical losses as points), from
+  ``benchmarks/time_to_quality.py``.
 
 matplotlib is an optional dependency (``pip install sklearn-mln[plot]``); it is only
 imported when a function here is called.
@@ -18,7 +21,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-__all__ = ["loss_curve", "plot_benchmark", "plot_evolution", "plot_loss_shape"]
+__all__ = [
+    "loss_curve",
+    "plot_benchmark",
+    "plot_evolution",
+    "plot_loss_shape",
+    "plot_time_to_quality",
+]
 
 _MISSING_MATPLOTLIB = (
     "sklearn_mln.plotting needs matplotlib, which is not installed; "
@@ -365,3 +374,58 @@ def plot_benchmark(result: dict):
     axes[-1].legend(fontsize="small")
     fig.suptitle("mean test accuracy, 95 % CI of the mean (each loss tuned on its own terms)")
     return fig
+
+
+def plot_time_to_quality(results: Mapping[str, dict], ax=None):
+    """Quality of each run's loss against the wall time it took to get.
+
+    Parameters
+    ----------
+    results : mapping
+        Run name -> either ``{"curve": [point, ...]}`` (an evolution, scored after a growing
+        number of generations) or one point. A point is ``{"seconds", "fitness", "sem"}``
+        (mean accuracy on fixed tasks and its standard error). Curves are drawn as lines
+        with a ±1 standard-error band, single points as markers with error bars, and a
+        point at 0 seconds (a loss that costs nothing to get) as a horizontal line.
+    ax : matplotlib Axes, optional
+        Where to draw; by default a new figure outside pyplot's state.
+
+    Returns
+    -------
+    ax : matplotlib.axes.Axes
+    """
+    if not results:
+        raise ValueError("plot_time_to_quality needs at least one run.")
+    if ax is None:
+        try:
+            from matplotlib.figure import Figure
+        except ImportError as exc:
+            raise ImportError(_MISSING_MATPLOTLIB) from exc
+        ax = Figure(figsize=(6.4, 4.2), layout="constrained").subplots()
+    for i, (name, entry) in enumerate(results.items()):
+        color = _BASELINE_COLORS[i]
+        points = entry.get("curve", [entry])
+        minutes = np.array([p["seconds"] for p in points]) / 60.0
+        fitness = np.array([p["fitness"] for p in points])
+        sem = np.array([p["sem"] for p in points])
+        if "curve" in entry:
+            ax.plot(minutes, fitness, marker="o", color=color, label=name)
+            ax.fill_between(minutes, fitness - sem, fitness + sem, color=color, alpha=0.2)
+        elif minutes[0] == 0.0:
+            ax.axhline(fitness[0], color=color, linestyle=":", label=f"{name} (no search)")
+        else:
+            ax.errorbar(
+                minutes,
+                fitness,
+                yerr=sem,
+                marker="s",
+                linestyle="none",
+                capsize=3,
+                color=color,
+                label=name,
+            )
+    ax.set_xlabel("wall time (minutes)")
+    ax.set_ylabel("mean accuracy on fixed tasks")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return ax

@@ -146,7 +146,7 @@ def test_evolver_rejects_classes_smaller_than_the_shots(n_shots, data):
         ({"n_shots": 5, "validation_size": 0.9}, "lower validation_size or n_shots"),
         ({"checkpoint_path": 3}, "'checkpoint_path' parameter of MLNEvolver must be"),
         ({"popsize": 1}, "'popsize' parameter of MLNEvolver must be"),
-        ({"init": "nonsense"}, "'init' parameter of MLNEvolver must be"),
+        ({"init": "nonsense"}, "init='nonsense' is not a starting point"),
     ],
 )
 def test_evolver_rejects_impossible_settings(params, match):
@@ -324,7 +324,8 @@ def test_load_meta_loss_bad_headers_versions_and_pickles(tmp_path):
     theta = net.get_flat_params()
     marker = tmp_path / "pwned"
     cases = [
-        ({**good, "format_version": 2}, theta, "format version 2"),
+        ({**good, "format_version": 3}, theta, "format version 3"),
+        ({**good, "format_version": True}, theta, "format version True"),
         ({**good, "format_version": "1"}, theta, "format version '1'"),
         ({**good, "format": "other"}, theta, "is not a sklearn-mln-meta-loss file"),
         ([1, 2], theta, "is not a sklearn-mln-meta-loss file"),

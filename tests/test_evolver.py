@@ -7,7 +7,7 @@ import torch
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_mln import MetaLossNetwork, MLNEvolver
+from sklearn_mln import MetaLossNetwork, MLNEvolver, load_meta_loss
 from sklearn_mln._evolution import start_point
 from sklearn_mln._meta_loss import MetaLossSpec
 from sklearn_mln._strategy import DIAGONAL_THRESHOLD, CMAStrategy
@@ -293,3 +293,16 @@ def test_fitted_evolver_survives_clone_and_grid_search(fitted, digits_flat):
     np.testing.assert_array_equal(
         search.best_estimator_.loss_.get_flat_params(), fitted.meta_loss_.get_flat_params()
     )
+
+
+def test_true_class_input_network_is_evolved_from_a_tuned_start(tiny, digits_flat, tmp_path):
+    X, y = digits_flat
+    evo = MLNEvolver(
+        **tiny, true_class_input=True, init="label_smoothing(smoothing=0.5)", random_state=0
+    ).fit(X[:300], y[:300])
+    spec = evo.meta_loss_.spec
+    assert spec.true_class_input and spec.n_params == 2 + (3 * 4 + 4) + (4 + 1)
+    evo.meta_loss_.save(tmp_path / "loss.mln")
+    assert load_meta_loss(tmp_path / "loss.mln").spec == spec
+    with pytest.raises(ValueError, match="already sees"):
+        MLNEvolver(**tiny, true_class_input=True, structure="joint").fit(X[:300], y[:300])

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import sklearn_mln.pretrained
 from sklearn_mln import ClassicalLoss, MetaLossNetwork, load_meta_loss
-from sklearn_mln._loss_file import FORMAT_NAME, FORMAT_VERSION
+from sklearn_mln._loss_file import FORMAT_NAME, FORMAT_VERSIONS
 from sklearn_mln._loss_kernels import ACTIVATIONS_AND_SLOPES
 from sklearn_mln._meta_loss import (
     ACTIVATIONS,
@@ -28,6 +28,9 @@ ALL_SPECS = [
     for s in STRUCTURES
     for i in INPUTS
     for a in (None, "cross_entropy")
+] + [
+    dict(structure="per_class", inputs=i, anchor="cross_entropy", true_class_input=True)
+    for i in INPUTS
 ]
 
 
@@ -149,6 +152,8 @@ def test_gradient_flows_to_parameters_when_not_frozen():
         ({"n_classes": 1}, "n_classes must be"),
         ({"structure": "joint"}, "needs n_classes"),
         ({"hidden_sizes": (4, 0)}, "hidden_sizes must be"),
+        ({"structure": "joint", "n_classes": 3, "true_class_input": True}, "already sees"),
+        ({"true_class_input": "yes"}, "must be a bool"),
     ],
 )
 def test_spec_validation(kwargs, match):
@@ -254,7 +259,7 @@ def _header(**overrides):
     spec = MetaLossSpec()
     header = {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSIONS[0],
         "package_version": "0.1.0",
         "spec": spec.to_dict(),
         "n_params": spec.n_params,
@@ -595,3 +600,52 @@ def test_fast_kernels_keep_the_gradient_of_a_trainable_loss():
         grads.append(grad)
     assert grads[0].abs().sum() > 0
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-10)
+
+
+# --------------------------------------------------------------------------- true-class input
+def test_true_class_input_feeds_each_class_term_the_true_class_prediction():
+    c = 5
+    net = MetaLossNetwork(
+        c, hidden_sizes=(1,), activation="softplus", anchor=None, true_class_input=True
+    )
+    # linear term 0; hidden unit = softplus(q_y) (weights on [q_c, y_c, q_y]); output 2h - 1
+    net.set_flat_params([0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 2.0, -1.0])
+    logits, y = _data(c=c)
+    q_y = F.log_softmax(logits, -1).gather(1, y[:, None])[:, 0]
+    expected = F.softplus(c * (2 * F.softplus(q_y) - 1))  # the same term for every class
+    torch.testing.assert_close(net.per_sample(logits, y), expected)
+
+
+@pytest.mark.parametrize("inputs", INPUTS)
+def test_true_class_network_starts_as_cross_entropy_and_trains_in_fast_kernels(inputs):
+    net = MetaLossNetwork(10, inputs=inputs, true_class_input=True, random_state=0)
+    logits, y = _data()
+    torch.testing.assert_close(
+        net.per_sample(logits, y), F.cross_entropy(logits, y, reduction="none"), rtol=0, atol=0
+    )
+    theta = torch.as_tensor(np.random.RandomState(1).normal(size=(2, net.n_params)))
+    z = logits.expand(2, -1, -1).clone().requires_grad_(True)
+    fast = meta_loss_per_sample(theta, z, y, net.spec, fast=True)
+    (fast_grad,) = torch.autograd.grad(fast.sum(), z)
+    z2 = z.detach().clone().requires_grad_(True)
+    slow = meta_loss_per_sample(theta, z2, y, net.spec)
+    (slow_grad,) = torch.autograd.grad(slow.sum(), z2)
+    torch.testing.assert_close(fast, slow)
+    torch.testing.assert_close(fast_grad, slow_grad)
+
+
+def test_file_version_is_the_lowest_that_holds_the_architecture(tmp_path):
+    versions = {}
+    for true_class_input in (False, True):
+        net = _randomize(MetaLossNetwork(4, true_class_input=true_class_input))
+        path = tmp_path / f"{true_class_input}.mln"
+        net.save(path)
+        with np.load(path, allow_pickle=False) as archive:
+            header = json.loads(str(archive["header"]))
+        versions[true_class_input] = header["format_version"]
+        assert ("true_class_input" in header["spec"]) == true_class_input
+        loaded = load_meta_loss(path)
+        assert loaded.spec == net.spec
+        logits, y = _data(c=4)
+        torch.testing.assert_close(loaded(logits, y), net(logits, y), rtol=0, atol=0)
+    assert versions == {False: 1, True: 2}

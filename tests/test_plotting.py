@@ -201,3 +201,34 @@ def test_plot_loss_shape_keeps_a_large_loss_in_view():
     shown = line.get_ydata()[line.get_xdata() >= 0.05]
     assert shown.min() > 5
     assert axes[0].get_ylim()[0] == 0 and axes[0].get_ylim()[1] >= shown.max()
+
+
+# ----------------------------------------------------------------------------- plot_time_to_quality
+def test_plot_time_to_quality_draws_curves_points_and_free_losses():
+    from sklearn_mln.plotting import plot_time_to_quality
+
+    curve = [
+        {"seconds": 60.0, "fitness": 0.70, "sem": 0.01},
+        {"seconds": 300.0, "fitness": 0.72, "sem": 0.01},
+    ]
+    ax = plot_time_to_quality(
+        {
+            "evolution": {"curve": curve},
+            "grid": {"seconds": 240.0, "fitness": 0.71, "sem": 0.01},
+            "tuned": {"seconds": 0.0, "fitness": 0.705, "sem": 0.01},
+        }
+    )
+    lines = _lines(ax)
+    np.testing.assert_allclose(lines["evolution"].get_xdata(), [1.0, 5.0])  # minutes
+    np.testing.assert_allclose(lines["evolution"].get_ydata(), [0.70, 0.72])
+    (grid,) = [c for c in ax.containers if c.get_label() == "grid"]
+    np.testing.assert_allclose(grid.lines[0].get_xdata(), [4.0])
+    np.testing.assert_allclose(lines["tuned (no search)"].get_ydata(), [0.705, 0.705])
+    assert ax.figure is not None and plt.get_fignums() == []  # outside pyplot's state
+
+
+def test_plot_time_to_quality_refuses_nothing():
+    from sklearn_mln.plotting import plot_time_to_quality
+
+    with pytest.raises(ValueError, match="at least one run"):
+        plot_time_to_quality({})
