@@ -18,7 +18,8 @@ tasks), its pick scored on the fixed tasks; ``references`` scores the shipped lo
 tuned label smoothing ``MLNClassifier`` defaults to (the ``tuned-start`` configurations'
 starting point) on the fixed tasks.
 
-Each configuration writes ``<output>/<name>.json`` with its provenance; ``report`` merges
+Each configuration writes ``<output>/<name>.json`` with its provenance (an evolution also
+its final loss, ``<output>/<name>.mln``); ``report`` merges
 them into ``time_to_quality.md`` and ``time_to_quality.png``. One torch thread, one
 process (``n_jobs=1``): pin each run to a core (``taskset -c N``) and run two at once.
 
@@ -145,7 +146,7 @@ def run_grid(problem: Problem) -> dict:
     return {"grid": point(problem, modules[("ls", best.params)], best.lr, seconds, pick=pick)}
 
 
-def run_evolution(problem: Problem, name: str, budget_seconds: float) -> dict:
+def run_evolution(problem: Problem, name: str, budget_seconds: float, output: Path) -> dict:
     params = {**SHIPPED_RUN, **CONFIGS[name]}
     curve, generation_seconds, done = [], 0.0, 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -176,6 +177,7 @@ def run_evolution(problem: Problem, name: str, budget_seconds: float) -> dict:
             )
             if generation_seconds >= budget_seconds:
                 break
+    evolver.meta_loss_.save(output / f"{name}.mln")  # for the benchmark rows
     for entry in curve[:-1]:
         del entry["history"]  # the last entry's history covers the others
     return {name: {"curve": curve, "params": {k: str(v) for k, v in params.items()}}}
@@ -243,7 +245,7 @@ def main(argv=None) -> int:
         elif name == "grid":
             results = run_grid(problem)
         else:
-            results = run_evolution(problem, name, 60 * args.budget_minutes)
+            results = run_evolution(problem, name, 60 * args.budget_minutes, args.output)
         record = provenance(seed=SEED, started=started, threads=torch.get_num_threads())
         write_json(args.output / f"{name}.json", {"provenance": record, "results": results})
         print(
