@@ -65,11 +65,21 @@ def _softmax(logits: torch.Tensor) -> torch.Tensor:
 
 
 class _FrozenCriterionNet(NeuralNetClassifier):
-    """A skorch classifier whose optimizer sees the module's parameters only.
+    """A skorch classifier whose optimizer sees the module's parameters only, and whose
+    meta-loss is told the training progress at each epoch (skorch's ``on_epoch_begin``
+    hook, which ``callbacks="disable"`` leaves in place).
 
     skorch hands the criterion's parameters to the optimizer too (a trap for a loss that
     is itself a network); the meta-loss is fixed while a classifier trains.
     """
+
+    def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
+        """Tell a meta-loss the training progress: completed epochs over ``max_epochs``."""
+        super().on_epoch_begin(
+            net, dataset_train=dataset_train, dataset_valid=dataset_valid, **kwargs
+        )
+        if hasattr(self.criterion_, "progress"):
+            self.criterion_.progress = min(1.0, (len(self.history) - 1) / self.max_epochs)
 
     def get_all_learnable_params(self):
         seen = set()

@@ -58,6 +58,7 @@ def start_point(init, spec: MetaLossSpec, rng) -> tuple[MetaLossSpec, np.ndarray
         hidden_sizes=spec.hidden_sizes,
         activation=spec.activation,
         true_class_input=spec.true_class_input,
+        progress_input=spec.progress_input,
         random_state=rng,
     )
     return net.spec, net.get_flat_params()

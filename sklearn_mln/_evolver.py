@@ -72,7 +72,7 @@ class MLNEvolver(BaseEstimator):
         network's (see :func:`sklearn_mln.benchmark.small_data_benchmark` for the tuning);
         ``"random"``: random weights everywhere. A :class:`MetaLossNetwork` warm-starts
         from its weights and architecture (the architecture parameters are then ignored).
-    structure, hidden_sizes, activation, inputs, anchor, true_class_input
+    structure, hidden_sizes, activation, inputs, anchor, true_class_input, progress_input
         Architecture of the evolved network; see :class:`MetaLossNetwork`.
     module : None, torch.nn.Module class, instance or zero-argument callable, default=None
         The inner classifier. ``None``: the defaults of :class:`MLNClassifier` (MLP for
@@ -187,6 +187,7 @@ class MLNEvolver(BaseEstimator):
         "inputs": [StrOptions(set(INPUTS))],
         "anchor": [StrOptions({"cross_entropy"}), None],
         "true_class_input": ["boolean"],
+        "progress_input": ["boolean"],
         "module": [None, callable, torch.nn.Module],
         "inner_lr": [Interval(Real, 0, None, closed="neither")],
         "inner_steps": [Interval(Integral, 1, None, closed="left")],
@@ -219,6 +220,7 @@ class MLNEvolver(BaseEstimator):
         inputs="log_probs",
         anchor="cross_entropy",
         true_class_input=False,
+        progress_input=False,
         module=None,
         inner_lr=0.03,
         inner_steps=100,
@@ -247,6 +249,7 @@ class MLNEvolver(BaseEstimator):
         self.inputs = inputs
         self.anchor = anchor
         self.true_class_input = true_class_input
+        self.progress_input = progress_input
         self.module = module
         self.inner_lr = inner_lr
         self.inner_steps = inner_steps
@@ -295,6 +298,7 @@ class MLNEvolver(BaseEstimator):
             self.inputs,
             self.anchor,
             bool(self.true_class_input),
+            bool(self.progress_input),
         )
 
     # ------------------------------------------------------------------ fit

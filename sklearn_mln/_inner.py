@@ -17,6 +17,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -130,13 +131,21 @@ def train_reference(
 ) -> bool:
     """Full-batch SGD on one classifier in place; returns whether the loss went non-finite."""
     optimizer = torch.optim.SGD(module.parameters(), lr=lr, momentum=momentum)
-    for _ in range(steps):
-        optimizer.zero_grad()
-        value = loss(module(X), y)
-        if not torch.isfinite(value):
-            return True
-        value.backward()
-        optimizer.step()
+    tells_progress = hasattr(loss, "progress")  # a meta-loss: it may take progress as input
+    previous = loss.progress if tells_progress else None
+    try:
+        for step in range(steps):
+            if tells_progress:
+                loss.progress = step / steps
+            optimizer.zero_grad()
+            value = loss(module(X), y)
+            if not torch.isfinite(value):
+                return True
+            value.backward()
+            optimizer.step()
+    finally:
+        if tells_progress:
+            loss.progress = previous
     return False
 
 
@@ -212,13 +221,18 @@ def train_population(
     Returns the trained weights and a ``(M,)`` flag of members whose loss or weights went
     non-finite. After each step count in ``checkpoints`` (below ``steps``),
     ``on_checkpoint(step, weights, failed)`` sees the weights so far: one run scores every
-    step count of a grid, exactly as separate runs would.
+    step count of a grid, exactly as separate runs would. A ``per_sample_loss`` with a
+    ``set_progress`` attribute (a progress-input meta-loss) is told the training progress,
+    completed steps over ``steps``, before each step.
     """
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
     weights = list(params.values())
     buffers = [torch.zeros_like(w) for w in weights]
     failed = torch.zeros(y.shape[0], dtype=torch.bool, device=y.device)
+    set_progress = getattr(per_sample_loss, "set_progress", None)
     for step in range(1, steps + 1):
+        if set_progress is not None:
+            set_progress((step - 1) / steps)
         logits = population_forward(module, params, X, shared=False)
         losses = per_sample_loss(logits, y).mean(-1)
         failed |= ~torch.isfinite(losses)
@@ -424,7 +438,10 @@ def mln_population_loss(thetas: np.ndarray, spec: MetaLossSpec, n_tasks: int, de
     """The per-sample loss of candidate ``m // n_tasks`` applied to member ``m``."""
     theta = torch.as_tensor(np.asarray(thetas), device=device).repeat_interleave(n_tasks, dim=0)
 
-    def per_sample(logits: Tensor, y: Tensor) -> Tensor:
-        return meta_loss_per_sample(theta, logits, y, spec, fast=True)
+    progress = [None]
 
+    def per_sample(logits: Tensor, y: Tensor) -> Tensor:
+        return meta_loss_per_sample(theta, logits, y, spec, fast=True, progress=progress[0])
+
+    per_sample.set_progress = partial(progress.__setitem__, 0)
     return per_sample

@@ -17,6 +17,11 @@ For a sample with logits ``z`` (``C`` classes), one-hot label ``y`` and predicti
   ``true_class_input=True`` it is ``net([q_c, y_c, q_y])``: each class's term also sees the
   true class's prediction, so the shared net can express margins (``q_c - q_y``) and
   focal-like weights (a function of ``q_y``), still for any number of classes.
+* ``progress_input=True``: the net also sees the training progress ``t`` (completed steps
+  over total steps, in ``[0, 1)``), so a loss can change over training (anneal its
+  smoothing, shift its emphasis). The inner loop and :class:`~sklearn_mln.MLNClassifier`
+  set it; used as a plain criterion without it, the loss takes
+  :data:`DEFAULT_PROGRESS`.
 * ``structure="joint"``: ``f(features) = net([q, y])``, one MLP over the whole
   prediction vector and label (``2 C`` inputs, fixed number of classes).
 * ``anchor="cross_entropy"``: ``loss = relu(CE(z, y) + g)``; the output layer and the
@@ -49,6 +54,9 @@ from ._loss_kernels import PerClassNetwork, fast_log_softmax
 from ._validation import check_random_state
 
 _N_LINEAR = 2  # a0, a1 of the linear term
+#: the training progress a progress-input loss sees when nobody sets it: the loss it ends
+#: training with
+DEFAULT_PROGRESS = 1.0
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "tanh": torch.tanh,
@@ -73,6 +81,7 @@ class MetaLossSpec:
     inputs: str = "log_probs"
     anchor: str | None = "cross_entropy"
     true_class_input: bool = False
+    progress_input: bool = False
 
     def __post_init__(self) -> None:
         if self.structure not in STRUCTURES:
@@ -89,9 +98,11 @@ class MetaLossSpec:
             not isinstance(self.n_classes, (int, np.integer)) or self.n_classes < 2
         ):
             raise ValueError(f"n_classes must be an integer >= 2 or None, got {self.n_classes!r}.")
-        if not isinstance(self.true_class_input, (bool, np.bool_)):
-            raise ValueError(f"true_class_input must be a bool, got {self.true_class_input!r}.")
-        object.__setattr__(self, "true_class_input", bool(self.true_class_input))
+        for flag in ("true_class_input", "progress_input"):
+            value = getattr(self, flag)
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{flag} must be a bool, got {value!r}.")
+            object.__setattr__(self, flag, bool(value))
         if self.structure == "joint" and self.true_class_input:
             raise ValueError(
                 'true_class_input is for structure="per_class"; a joint net already sees the '
@@ -108,9 +119,8 @@ class MetaLossSpec:
 
     @property
     def in_features(self) -> int:
-        if self.structure == "joint":
-            return 2 * self.n_classes
-        return 3 if self.true_class_input else 2
+        own = 2 * self.n_classes if self.structure == "joint" else 2 + self.true_class_input
+        return own + self.progress_input
 
     def layer_shapes(self) -> list[tuple[int, int]]:
         """``(out_features, in_features)`` of each linear layer of the net."""
@@ -122,12 +132,13 @@ class MetaLossSpec:
         return _N_LINEAR + sum(o * i + o for o, i in self.layer_shapes())
 
     def to_dict(self) -> dict:
-        """The fields as plain values; ``true_class_input`` only when set, so a file of an
+        """The fields as plain values; the input flags only when set, so a file of an
         architecture that version 0.1 knows stays readable by it."""
         d = asdict(self)
         d["hidden_sizes"] = list(self.hidden_sizes)
-        if not self.true_class_input:
-            del d["true_class_input"]
+        for flag in ("true_class_input", "progress_input"):
+            if not d[flag]:
+                del d[flag]
         return d
 
 
@@ -145,7 +156,13 @@ def _unflatten(theta: Tensor, spec: MetaLossSpec) -> tuple[Tensor, list[tuple[Te
 
 
 def meta_loss_per_sample(
-    theta: Tensor, logits: Tensor, y: Tensor, spec: MetaLossSpec, *, fast: bool = False
+    theta: Tensor,
+    logits: Tensor,
+    y: Tensor,
+    spec: MetaLossSpec,
+    *,
+    fast: bool = False,
+    progress: float | None = None,
 ) -> Tensor:
     """Per-sample losses of a population of meta-loss networks.
 
@@ -164,6 +181,9 @@ def meta_loss_per_sample(
         network whose ``theta`` needs no gradient, the network's input gradient computed
         in the forward pass.
         Off, an anchored network at its start is cross-entropy bit for bit.
+    progress : float or None, default=None
+        Training progress in ``[0, 1]``, seen by a ``progress_input`` network;
+        ``None`` means :data:`DEFAULT_PROGRESS`. Ignored by other networks.
 
     Returns
     -------
@@ -193,12 +213,13 @@ def meta_loss_per_sample(
         fast
         and spec.structure == "per_class"
         and not spec.true_class_input
+        and not spec.progress_input
         and not theta.requires_grad
         and pred.requires_grad
     ):
         g = g + PerClassNetwork.apply(pred, onehot, layers, spec.activation)
     else:
-        g = g + _network_output(pred, onehot, layers, spec)
+        g = g + _network_output(pred, onehot, layers, spec, progress)
 
     if spec.anchor == "cross_entropy":
         cross_entropy = -(onehot * log_probs).sum(-1)
@@ -207,17 +228,27 @@ def meta_loss_per_sample(
 
 
 def _network_output(
-    pred: Tensor, onehot: Tensor, layers: list[tuple[Tensor, Tensor]], spec: MetaLossSpec
+    pred: Tensor,
+    onehot: Tensor,
+    layers: list[tuple[Tensor, Tensor]],
+    spec: MetaLossSpec,
+    progress: float | None = None,
 ) -> Tensor:
     """``f(features)`` of every sample, ``(P, n)``, through plain autograd."""
     n_pop, n_samples, n_classes = pred.shape
+    t = DEFAULT_PROGRESS if progress is None else float(progress)
     if spec.structure == "per_class":
         features = [pred, onehot]
         if spec.true_class_input:
             features.append((pred * onehot).sum(-1, keepdim=True).expand_as(pred))
+        if spec.progress_input:
+            features.append(torch.full_like(pred, t))
         h = torch.stack(features, dim=-1).reshape(n_pop, n_samples * n_classes, len(features))
     else:
-        h = torch.cat((pred, onehot), dim=-1)
+        parts = [pred, onehot]
+        if spec.progress_input:
+            parts.append(torch.full_like(pred[..., :1], t))
+        h = torch.cat(parts, dim=-1)
     act = ACTIVATIONS[spec.activation]
     for i, (weight, bias) in enumerate(layers):
         h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
@@ -272,6 +303,9 @@ class MetaLossNetwork(nn.Module):
     true_class_input : bool, default=False
         ``"per_class"`` only: each class's net also sees the true class's prediction
         ``q_y`` (margin- and focal-like shapes). Saved files then use format version 2.
+    progress_input : bool, default=False
+        The net also sees the training progress :attr:`progress` (a loss that changes
+        over training). Saved files then use format version 2.
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights of the hidden layers. ``None`` draws them from fresh
         operating-system entropy; NumPy's global generator is never used.
@@ -284,6 +318,10 @@ class MetaLossNetwork(nn.Module):
         Free-form provenance (how it was evolved, fitness, ...); saved with the weights.
     n_params : int
         Length of the flat parameter vector.
+    progress : float or None
+        Training progress in ``[0, 1]`` a ``progress_input`` network sees; set by the
+        inner loop and by :class:`~sklearn_mln.MLNClassifier` (each epoch) -- set it in
+        your own training loop. ``None`` (the default) means :data:`DEFAULT_PROGRESS`.
 
     See Also
     --------
@@ -312,15 +350,24 @@ class MetaLossNetwork(nn.Module):
         inputs: str = "log_probs",
         anchor: str | None = "cross_entropy",
         true_class_input: bool = False,
+        progress_input: bool = False,
         random_state=None,
     ) -> None:
         super().__init__()
         self.spec = MetaLossSpec(
-            structure, n_classes, hidden_sizes, activation, inputs, anchor, true_class_input
+            structure,
+            n_classes,
+            hidden_sizes,
+            activation,
+            inputs,
+            anchor,
+            true_class_input,
+            progress_input,
         )
         theta = init_flat_params(self.spec, check_random_state(random_state))
         self.theta = nn.Parameter(torch.as_tensor(theta, dtype=torch.float64))
         self.metadata: dict = {}
+        self.progress: float | None = None
 
     @classmethod
     def from_spec(
@@ -385,9 +432,9 @@ class MetaLossNetwork(nn.Module):
         flat_logits = logits.reshape(-1, *logits.shape[-2:])
         flat_y = y.expand(*lead, y.shape[-1]).reshape(-1, y.shape[-1]) if lead else y
         theta = self.theta.to(logits.device).expand(flat_logits.shape[0], -1)
-        return meta_loss_per_sample(theta, flat_logits, flat_y, self.spec).reshape(
-            *lead, logits.shape[-2]
-        )
+        return meta_loss_per_sample(
+            theta, flat_logits, flat_y, self.spec, progress=self.progress
+        ).reshape(*lead, logits.shape[-2])
 
     def forward(self, logits: Tensor, y: Tensor) -> Tensor:
         if logits.ndim != 2 or y.ndim != 1 or logits.shape[0] != y.shape[0]:
@@ -402,6 +449,8 @@ class MetaLossNetwork(nn.Module):
         return (
             f"structure={s.structure!r}, n_classes={s.n_classes}, hidden_sizes={s.hidden_sizes}, "
             f"activation={s.activation!r}, inputs={s.inputs!r}, anchor={s.anchor!r}"
+            + ", true_class_input=True" * s.true_class_input
+            + ", progress_input=True" * s.progress_input
         )
 
     def save(self, path) -> None:

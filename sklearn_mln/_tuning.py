@@ -55,6 +55,12 @@ def _stacked_per_sample(losses: Sequence[nn.Module], n_tasks: int):
             ]
         )
 
+    def set_progress(progress: float) -> None:
+        for loss in losses:
+            if hasattr(loss, "progress"):  # a meta-loss: it may take progress as input
+                loss.progress = progress
+
+    per_sample.set_progress = set_progress
     return per_sample
 
 

@@ -456,3 +456,24 @@ def test_auto_training_is_the_committed_benchmark_choice():
         expected = ClassicalLoss(chosen["loss"], **chosen["params"])
         assert repr(resolve_loss(loss)) == repr(expected)
         assert (lr, epochs) == (chosen["lr"], chosen["steps"])
+
+
+def test_a_progress_input_loss_is_told_each_epochs_progress(digits_flat):
+    from skorch.callbacks import Callback
+
+    class RecordProgress(Callback):
+        def initialize(self):
+            self.seen = []
+            return self
+
+        def on_epoch_end(self, net, **kwargs):
+            self.seen.append(net.criterion_.progress)
+
+    X, y = digits_flat
+    loss = MetaLossNetwork(10, progress_input=True, random_state=0)
+    clf = MLNClassifier(
+        meta_loss=loss, lr=0.05, max_epochs=4, callbacks=[RecordProgress()], random_state=0
+    ).fit(X[:60], y[:60])
+    (record,) = [cb for _, cb in clf.net_.callbacks_ if isinstance(cb, RecordProgress)]
+    assert record.seen == [0.0, 0.25, 0.5, 0.75]
+    assert loss.progress is None  # the user's loss is not the one trained

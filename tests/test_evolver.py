@@ -306,3 +306,10 @@ def test_true_class_input_network_is_evolved_from_a_tuned_start(tiny, digits_fla
     assert load_meta_loss(tmp_path / "loss.mln").spec == spec
     with pytest.raises(ValueError, match="already sees"):
         MLNEvolver(**tiny, true_class_input=True, structure="joint").fit(X[:300], y[:300])
+
+
+def test_progress_input_network_is_evolved(tiny, digits_flat):
+    X, y = digits_flat
+    evo = MLNEvolver(**tiny, progress_input=True, random_state=0).fit(X[:300], y[:300])
+    spec = evo.meta_loss_.spec
+    assert spec.progress_input and spec.n_params == 2 + (3 * 4 + 4) + (4 + 1)

@@ -232,3 +232,49 @@ def test_small_cnn_matches_the_conventional_conv_relu_pool():
     ref_grads = torch.autograd.grad(ref.square().sum(), list(net.parameters()))
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, rtol=0, atol=0)
+
+
+def test_train_population_tells_the_loss_its_progress(digits):
+    X, y = digits
+    X = torch.as_tensor(X[:40].reshape(40, -1))
+    y = torch.as_tensor(y[:40])
+    module, params = init_population(default_module_factory((64,), 10), [1])
+    seen, cross_entropy = [], ClassicalLoss().per_sample
+
+    def loss(logits, y):
+        return cross_entropy(logits, y)
+
+    loss.set_progress = seen.append
+    train_population(module, params, X[None], y[None], loss, lr=0.1, steps=4, momentum=0.9)
+    assert seen == [0.0, 0.25, 0.5, 0.75]
+
+
+def test_progress_input_follows_the_same_schedule_in_both_loops(digits):
+    X, y = digits
+    config, batch, X_val = _setup(X.reshape(len(X), -1), y, n_tasks=2)
+    nets = []
+    for i in range(2):
+        net = MetaLossNetwork(10, progress_input=True, random_state=i)
+        noise = np.random.RandomState(i).normal(0, 0.05, net.n_params)
+        nets.append(net.set_flat_params(net.get_flat_params() + noise))
+    reference = score_reference(nets, config, batch, X_val)[0]
+    thetas = np.stack([n.get_flat_params() for n in nets])
+    scheduled = mln_population_loss(thetas, nets[0].spec, batch.n_tasks)
+    population = score_population(scheduled, 2, config, batch, X_val)[0]
+    np.testing.assert_allclose(population, reference, atol=1e-9)
+    assert population.max() > 0.5 and all(n.progress is None for n in nets)
+
+    def unscheduled(logits, y):  # no set_progress: the loss sees its default throughout
+        return scheduled(logits, y)
+
+    module, params = init_population(config.module_factory, batch.init_seeds)
+    X_train, y_train = torch.as_tensor(batch.X_train), torch.as_tensor(batch.y_train)
+    X_train, y_train = X_train.repeat(2, 1, 1), y_train.repeat(2, 1)
+    params = {k: v.repeat(2, *[1] * (v.ndim - 1)) for k, v in params.items()}
+    trained = {}
+    for name, loss in (("scheduled", scheduled), ("constant", unscheduled)):
+        scheduled.set_progress(None)
+        trained[name], _ = train_population(
+            module, params, X_train, y_train, loss, lr=0.1, steps=10, momentum=0.9
+        )
+    assert any(not torch.equal(trained["scheduled"][k], trained["constant"][k]) for k in params)

@@ -16,6 +16,7 @@ from sklearn_mln._loss_file import FORMAT_NAME, FORMAT_VERSIONS
 from sklearn_mln._loss_kernels import ACTIVATIONS_AND_SLOPES
 from sklearn_mln._meta_loss import (
     ACTIVATIONS,
+    DEFAULT_PROGRESS,
     INPUTS,
     STRUCTURES,
     MetaLossSpec,
@@ -649,3 +650,26 @@ def test_file_version_is_the_lowest_that_holds_the_architecture(tmp_path):
         logits, y = _data(c=4)
         torch.testing.assert_close(loaded(logits, y), net(logits, y), rtol=0, atol=0)
     assert versions == {False: 1, True: 2}
+
+
+# --------------------------------------------------------------------------- progress input
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_progress_input_is_seen_and_defaults_to_the_end_of_training(structure):
+    net = _randomize(
+        MetaLossNetwork(4, structure=structure, progress_input=True, anchor=None), scale=1.0
+    )
+    assert net.n_params == MetaLossNetwork(4, structure=structure).n_params + 8  # 8 hidden
+    logits, y = _data(c=4)
+    values = {}
+    for progress in (None, DEFAULT_PROGRESS, 0.0, 0.5):
+        net.progress = progress
+        values[progress] = net.per_sample(logits, y)
+    torch.testing.assert_close(values[None], values[DEFAULT_PROGRESS], rtol=0, atol=0)
+    assert not torch.allclose(values[0.0], values[0.5])
+    anchored = MetaLossNetwork(4, structure=structure, progress_input=True, random_state=0)
+    anchored.progress = 0.3
+    torch.testing.assert_close(
+        anchored.per_sample(logits, y), F.cross_entropy(logits, y, reduction="none")
+    )
+    path_net = _randomize(MetaLossNetwork(4, progress_input=True))
+    assert "progress_input=True" in repr(path_net)
