@@ -23,8 +23,9 @@ its final loss, ``<output>/<name>.mln``); ``report`` merges
 them into ``time_to_quality.md`` and ``time_to_quality.png``. One torch thread, one
 process (``n_jobs=1``): pin each run to a core (``taskset -c N``) and run two at once.
 
-    python benchmarks/time_to_quality.py run references grid tuned-start   # ~45 min
-    python benchmarks/time_to_quality.py run as-shipped                    # ~30 min
+    taskset -c 1 python benchmarks/time_to_quality.py run references grid  # ~15 min
+    taskset -c 1 python benchmarks/time_to_quality.py run tuned-start      # ~30 min
+    taskset -c 0 python benchmarks/time_to_quality.py run as-shipped --budget-minutes 8
     python benchmarks/time_to_quality.py report
 """
 
@@ -72,6 +73,7 @@ CONFIGS = {
     "as-shipped": dict(init="label_smoothing", inner_lr=0.03),
     "tuned-start": dict(init=TUNED_LOSS, inner_lr=TUNED_LR),
     "tuned-start-true-class": dict(init=TUNED_LOSS, inner_lr=TUNED_LR, true_class_input=True),
+    "tuned-start-progress": dict(init=TUNED_LOSS, inner_lr=TUNED_LR, progress_input=True),
     "tuned-start-joint": dict(init=TUNED_LOSS, inner_lr=TUNED_LR, structure="joint"),
 }
 #: n_generations after which meta_loss_ is scored

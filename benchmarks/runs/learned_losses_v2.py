@@ -18,7 +18,7 @@ from small_data_v2 import CNN
 from sklearn_mln.benchmark import run_benchmark
 
 TIME_TO_QUALITY = "benchmarks/results/time_to_quality"
-EVOLVED = ("tuned-start", "tuned-start-true-class", "tuned-start-joint")
+EVOLVED = ("tuned-start", "tuned-start-true-class", "tuned-start-progress", "tuned-start-joint")
 LOSSES = [f"{name}={TIME_TO_QUALITY}/{name}.mln" for name in EVOLVED]
 BASELINES = {"cross_entropy": {}, "label_smoothing": {"smoothing": (0.8, 0.9, 0.95)}}
 
