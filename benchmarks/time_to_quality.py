@@ -242,13 +242,15 @@ def main(argv=None) -> int:
     problem = Problem()
     for name in args.names:
         started = time.perf_counter()
+        # the commit is read before the run: the code that ran, whatever the tree becomes
+        record = provenance(seed=SEED, threads=torch.get_num_threads())
         if name == "references":
             results = run_references(problem)
         elif name == "grid":
             results = run_grid(problem)
         else:
             results = run_evolution(problem, name, 60 * args.budget_minutes, args.output)
-        record = provenance(seed=SEED, started=started, threads=torch.get_num_threads())
+        record["wall_seconds"] = round(time.perf_counter() - started, 2)
         write_json(args.output / f"{name}.json", {"provenance": record, "results": results})
         print(
             json.dumps(
