@@ -213,6 +213,13 @@ def write_report(path: Path, section: str, entry: dict) -> None:
     atomic_write_bytes(path, (json.dumps(report, indent=1, sort_keys=True) + "\n").encode())
 
 
+def _relative(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(ROOT).as_posix()
+    except ValueError:  # a report outside the repository
+        return str(path)
+
+
 def stamp_regenerated(path: Path, entry: dict, report: Path) -> None:
     """Record in the regenerated file what made it: this script's provenance, the commit of
     the code that evolved it, the command that regenerates it and where the comparison is.
@@ -227,7 +234,7 @@ def stamp_regenerated(path: Path, entry: dict, report: Path) -> None:
         provenance=entry["provenance"],
         code_commit=entry["code_commit"],
         regenerate=entry["provenance"]["command"],
-        reproduction=str(report),
+        reproduction=_relative(report),
         same_weights_as_shipped=entry["comparison"].get("same_weights"),
     )
     loss.save(path)
