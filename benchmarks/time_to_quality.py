@@ -26,6 +26,8 @@ process (``n_jobs=1``): pin each run to a core (``taskset -c N``) and run two at
     taskset -c 1 python benchmarks/time_to_quality.py run references grid  # ~15 min
     taskset -c 1 python benchmarks/time_to_quality.py run tuned-start      # ~30 min
     taskset -c 0 python benchmarks/time_to_quality.py run as-shipped --budget-minutes 8
+    taskset -c 0 python benchmarks/time_to_quality.py run tuned-start-joint-long \
+        --budget-minutes 40 --checkpoints 25 50
     python benchmarks/time_to_quality.py report
 """
 
@@ -75,6 +77,9 @@ CONFIGS = {
     "tuned-start-true-class": dict(init=TUNED_LOSS, inner_lr=TUNED_LR, true_class_input=True),
     "tuned-start-progress": dict(init=TUNED_LOSS, inner_lr=TUNED_LR, progress_input=True),
     "tuned-start-joint": dict(init=TUNED_LOSS, inner_lr=TUNED_LR, structure="joint"),
+    # the same run, longer, scored less often: does the joint network add anything given
+    # the generations the joint loss B had (66)?
+    "tuned-start-joint-long": dict(init=TUNED_LOSS, inner_lr=TUNED_LR, structure="joint"),
 }
 #: n_generations after which meta_loss_ is scored
 CHECKPOINTS = (2, 6, 12, 20, 30, 45, 62)
@@ -148,12 +153,18 @@ def run_grid(problem: Problem) -> dict:
     return {"grid": point(problem, modules[("ls", best.params)], best.lr, seconds, pick=pick)}
 
 
-def run_evolution(problem: Problem, name: str, budget_seconds: float, output: Path) -> dict:
+def run_evolution(
+    problem: Problem,
+    name: str,
+    budget_seconds: float,
+    output: Path,
+    checkpoints: tuple[int, ...] = CHECKPOINTS,
+) -> dict:
     params = {**SHIPPED_RUN, **CONFIGS[name]}
     curve, generation_seconds, done = [], 0.0, 0
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = Path(tmp) / "run.ckpt"
-        for n_generations in CHECKPOINTS:
+        for n_generations in checkpoints:
             tick = time.perf_counter()
             evolver = MLNEvolver(**params, n_generations=n_generations, checkpoint_path=checkpoint)
             evolver.fit(problem.X_pool, problem.y_pool)
@@ -229,6 +240,13 @@ def main(argv=None) -> int:
         default=12.0,
         help="stop an evolution once its generations took this long",
     )
+    parser.add_argument(
+        "--checkpoints",
+        type=int,
+        nargs="+",
+        default=CHECKPOINTS,
+        help="numbers of generations after which the loss is scored",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
@@ -249,7 +267,9 @@ def main(argv=None) -> int:
         elif name == "grid":
             results = run_grid(problem)
         else:
-            results = run_evolution(problem, name, 60 * args.budget_minutes, args.output)
+            results = run_evolution(
+                problem, name, 60 * args.budget_minutes, args.output, tuple(args.checkpoints)
+            )
         record["wall_seconds"] = round(time.perf_counter() - started, 2)
         write_json(args.output / f"{name}.json", {"provenance": record, "results": results})
         print(
