@@ -376,7 +376,7 @@ def plot_benchmark(result: dict):
     return fig
 
 
-def plot_time_to_quality(results: Mapping[str, dict], ax=None):
+def plot_time_to_quality(results: Mapping[str, dict], ax=None, *, bands: bool = True):
     """Quality of each run's loss against the wall time it took to get.
 
     Parameters
@@ -389,6 +389,9 @@ def plot_time_to_quality(results: Mapping[str, dict], ax=None):
         point at 0 seconds (a loss that costs nothing to get) as a horizontal line.
     ax : matplotlib Axes, optional
         Where to draw; by default a new figure outside pyplot's state.
+    bands : bool, default=True
+        Draw the standard-error bands and bars. Losses scored on the same tasks differ far
+        less than the spread over tasks says; leave them out when the comparison is paired.
 
     Returns
     -------
@@ -407,10 +410,11 @@ def plot_time_to_quality(results: Mapping[str, dict], ax=None):
         points = entry.get("curve", [entry])
         minutes = np.array([p["seconds"] for p in points]) / 60.0
         fitness = np.array([p["fitness"] for p in points])
-        sem = np.array([p["sem"] for p in points])
+        sem = np.array([p["sem"] for p in points]) if bands else np.zeros(len(points))
         if "curve" in entry:
             ax.plot(minutes, fitness, marker="o", color=color, label=name)
-            ax.fill_between(minutes, fitness - sem, fitness + sem, color=color, alpha=0.2)
+            if bands:
+                ax.fill_between(minutes, fitness - sem, fitness + sem, color=color, alpha=0.2)
         elif minutes[0] == 0.0:
             ax.axhline(fitness[0], color=color, linestyle=":", label=f"{name} (no search)")
         else:

@@ -225,6 +225,13 @@ def test_plot_time_to_quality_draws_curves_points_and_free_losses():
     np.testing.assert_allclose(grid.lines[0].get_xdata(), [4.0])
     np.testing.assert_allclose(lines["tuned (no search)"].get_ydata(), [0.705, 0.705])
     assert ax.figure is not None and plt.get_fignums() == []  # outside pyplot's state
+    from matplotlib.collections import PolyCollection
+
+    def bands(axes):
+        return [c for c in axes.collections if isinstance(c, PolyCollection)]
+
+    assert len(bands(ax)) == 1  # the curve's standard-error band
+    assert bands(plot_time_to_quality({"evolution": {"curve": curve}}, bands=False)) == []
 
 
 def test_plot_time_to_quality_refuses_nothing():
