@@ -23,6 +23,9 @@ Three checks, from cheap to complete:
     that made it). Compares the evolved weights with the shipped ones and, with
     ``--output``, saves the loss with the metadata the evolver writes.
 
+``stamp --output PATH [--at-commit COMMIT]`` writes a ``full`` run's provenance from the
+report into the file that run saved (``full --output`` does so itself).
+
 ``--at-commit COMMIT`` runs the check with the package as it was at ``COMMIT`` (extracted
 with ``git archive`` into a temporary folder), e.g. the code that evolved the shipped loss.
 Each check's result, with its provenance, goes into one section of ``--report`` (default
@@ -33,6 +36,7 @@ named after the check and, with ``--at-commit``, the commit.
     python benchmarks/regenerate_pretrained.py generations --generations 3 --at-commit ffcb023
     python benchmarks/regenerate_pretrained.py reevaluate
     python benchmarks/regenerate_pretrained.py full --output fashion-mnist.mln   # ~1 hour
+    python benchmarks/regenerate_pretrained.py stamp --output fashion-mnist.mln --at-commit C
 """
 
 from __future__ import annotations
@@ -213,6 +217,12 @@ def write_report(path: Path, section: str, entry: dict) -> None:
     atomic_write_bytes(path, (json.dumps(report, indent=1, sort_keys=True) + "\n").encode())
 
 
+def _rev_parse(revision: str) -> str:
+    return subprocess.run(
+        ["git", "rev-parse", revision], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+
+
 def _relative(path: Path) -> str:
     try:
         return path.resolve().relative_to(ROOT).as_posix()
@@ -221,19 +231,24 @@ def _relative(path: Path) -> str:
 
 
 def stamp_regenerated(path: Path, entry: dict, report: Path) -> None:
-    """Record in the regenerated file what made it: this script's provenance, the commit of
-    the code that evolved it, the command that regenerates it and where the comparison is.
+    """Record in the regenerated file what made it: the provenance of the run that made it
+    (its command is the file's ``command`` and ``regenerate``), the commit of the code
+    that evolved it, the log it reproduces (the shipped file's) and where the comparison is.
 
     The evolver of an older commit writes no provenance of its own; this is written by the
-    program, never by hand.
+    program, never by hand. ``stamp`` mode applies it again from the report.
     """
     from sklearn_mln import load_meta_loss
 
     loss = load_meta_loss(path)
+    record = entry["provenance"]
     loss.metadata.update(
-        provenance=entry["provenance"],
+        provenance=record,
+        command=record["command"],
+        regenerate=record["command"],
+        date=record["date"],
         code_commit=entry["code_commit"],
-        regenerate=entry["provenance"]["command"],
+        log=load_meta_loss(SHIPPED).metadata["log"],
         reproduction=_relative(report),
         same_weights_as_shipped=entry["comparison"].get("same_weights"),
     )
@@ -242,7 +257,7 @@ def stamp_regenerated(path: Path, entry: dict, report: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("generations", "reevaluate", "full"))
+    parser.add_argument("mode", choices=("generations", "reevaluate", "full", "stamp"))
     parser.add_argument("--generations", type=int, default=3)
     parser.add_argument("--n-jobs", type=int, default=-1)
     parser.add_argument("--output", default=None, help="full: where to save the loss")
@@ -256,11 +271,15 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.worker_output).write_text(json.dumps(result))
         return 0
 
+    if args.mode == "stamp":  # the report's full run, stamped into its --output file
+        commit = _rev_parse(args.at_commit) if args.at_commit else None
+        section = "full" + (f"@{commit[:7]}" if commit else "")
+        entry = json.loads(args.report.read_text())[section]
+        stamp_regenerated(Path(args.output), entry, args.report)
+        return 0
     started = time.perf_counter()
     if args.at_commit is not None:
-        commit = subprocess.run(
-            ["git", "rev-parse", args.at_commit], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
+        commit = _rev_parse(args.at_commit)
         inner = [a for a in argv if a != "--at-commit" and a != args.at_commit]
         result = run_at_commit(commit, inner)
     else:
