@@ -233,7 +233,8 @@ def _relative(path: Path) -> str:
 def stamp_regenerated(path: Path, entry: dict, report: Path) -> None:
     """Record in the regenerated file what made it: the provenance of the run that made it
     (its command is the file's ``command`` and ``regenerate``), the commit of the code
-    that evolved it, the log it reproduces (the shipped file's) and where the comparison is.
+    that evolved it, the log it reproduces and that run's evolution time (the shipped
+    file's) and where the comparison is.
 
     The evolver of an older commit writes no provenance of its own; this is written by the
     program, never by hand. ``stamp`` mode applies it again from the report.
@@ -242,13 +243,17 @@ def stamp_regenerated(path: Path, entry: dict, report: Path) -> None:
 
     loss = load_meta_loss(path)
     record = entry["provenance"]
+    shipped = load_meta_loss(SHIPPED).metadata
     loss.metadata.update(
         provenance=record,
         command=record["command"],
         regenerate=record["command"],
         date=record["date"],
         code_commit=entry["code_commit"],
-        log=load_meta_loss(SHIPPED).metadata["log"],
+        log=shipped["log"],
+        # how long the run it reproduces took (on 2 cores, n_jobs=-1); this one's own wall
+        # time is in its provenance
+        evolution_seconds=shipped.get("evolution_seconds"),
         reproduction=_relative(report),
         same_weights_as_shipped=entry["comparison"].get("same_weights"),
     )

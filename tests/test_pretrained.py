@@ -86,6 +86,18 @@ def test_reproduction_report_says_what_the_docstring_says():
     assert _short(abs(current["difference"]), 1) in pretrained.__doc__
     assert f"within {_short(REEVALUATION_TOLERANCE, 0)}" in pretrained.__doc__
     assert report["generations@a4f7902"]["comparison"]["first_mismatch"] == 0
+    full = report["full@ffcb023"]["comparison"]
+    assert full["same_weights"] and full["first_mismatch"] is None
+    assert len(full["generations"]) == load_pretrained("fashion-mnist").metadata["generations"]
+    assert full["reevaluated_fitness"] == full["recorded_fitness"]
+    assert "bit for bit" in pretrained.__doc__ and "62 generations" in pretrained.__doc__
+
+
+def test_the_shipped_file_is_the_regenerated_one():
+    metadata = load_pretrained("fashion-mnist").metadata
+    assert metadata["same_weights_as_shipped"] and metadata["code_commit"].startswith("ffcb023")
+    assert metadata["regenerate"] == metadata["provenance"]["command"]
+    assert "regenerate_pretrained.py full" in metadata["regenerate"]
 
 
 def test_log_parsing_reads_every_generation():

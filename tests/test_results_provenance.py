@@ -14,9 +14,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 #: results made before the program wrote provenance, each with what would replace it.
 #: A file here that gains its provenance must leave the list (the test says so).
 LEGACY = {
-    "sklearn_mln/pretrained/fashion-mnist.mln": "evolved before provenance existed; "
-    "`python benchmarks/regenerate_pretrained.py full` rebuilds it (about an hour on 2 cores)",
-    "benchmarks/results/evolution/fmnist-cnn-ls-A.mln": "the same run as the shipped loss",
     "benchmarks/results/evolution/fmnist-cnn-ls-joint-B.mln": "evolution config B, its command "
     "in its metadata; rerunning it takes 26 minutes on 2 cores",
     "benchmarks/results/population.json": "timings of four commits merged by hand; "
