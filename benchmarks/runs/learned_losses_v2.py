@@ -9,35 +9,39 @@ cross-entropy and label smoothing 0.95 with lr and steps tuned, only check that 
 are the same (a setting picked in both runs must score the same on every task).
 
     python benchmarks/runs/learned_losses_v2.py cnn 10     # architecture, then the ks
-    python benchmarks/runs/learned_losses_v2.py cnn 5 1
+    python benchmarks/runs/learned_losses_v2.py cnn 10 --losses tuned-start tuned-start-progress
 """
 
+import argparse
 import sys
-from pathlib import Path
 
 from small_data_v2 import CNN
 
 from sklearn_mln.benchmark import run_benchmark
 
 TIME_TO_QUALITY = "benchmarks/results/time_to_quality"
-EVOLVED = ("tuned-start", "tuned-start-true-class", "tuned-start-progress", "tuned-start-joint")
+EVOLVED = (
+    "tuned-start",
+    "tuned-start-true-class",
+    "tuned-start-progress",
+    "tuned-start-joint",
+    "tuned-start-joint-long",
+)
 BASELINES = {"cross_entropy": {}, "label_smoothing": {"smoothing": (0.95,)}}
 
 if __name__ == "__main__":
-    architecture, *ks = sys.argv[1:] or ["cnn", "10", "1", "5"]
-    ks = tuple(int(k) for k in ks) or (10, 1, 5)
-    architectures = [architecture]
-    cnn = architecture == "cnn"
-    present = [name for name in EVOLVED if Path(f"{TIME_TO_QUALITY}/{name}.mln").is_file()]
-    missing = sorted(set(EVOLVED) - set(present))
-    if missing:  # the report's loss_files say which were compared
-        print(f"Not evolved yet, left out: {', '.join(missing)}", file=sys.stderr)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("architecture", choices=("cnn", "mlp", "mlp2", "cnn-wide"))
+    parser.add_argument("ks", type=int, nargs="*", default=[10, 1, 5])
+    parser.add_argument("--losses", nargs="+", choices=EVOLVED, default=list(EVOLVED))
+    args = parser.parse_args()
+    cnn = args.architecture.startswith("cnn")
     run_benchmark(
         "fashion-mnist",
-        losses=[f"{name}={TIME_TO_QUALITY}/{name}.mln" for name in present],
+        losses=[f"{name}={TIME_TO_QUALITY}/{name}.mln" for name in args.losses],
         baselines=BASELINES,
-        architectures=architectures,
-        ks=ks,
+        architectures=[args.architecture],
+        ks=tuple(args.ks),
         n_tasks=100,
         n_tuning_tasks=20,
         n_screening_tasks=5,
@@ -45,7 +49,10 @@ if __name__ == "__main__":
         n_finalists=CNN["n_finalists"] if cnn else 3,
         pool_size=2000,
         test_size=2000,
-        output=f"benchmarks/results/learned_losses_v2_{architecture}_k{'_'.join(map(str, ks))}",
+        output=(
+            f"benchmarks/results/learned_losses_v2_{args.architecture}"
+            f"_k{'_'.join(map(str, args.ks))}"
+        ),
         threads=1,
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
