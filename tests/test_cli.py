@@ -21,7 +21,7 @@ import torch
 from conftest import SLOWED_EVOLUTION, generations_in, sigkill_after_generations
 
 import sklearn_mln
-from sklearn_mln import MLNEvolver, load_meta_loss, load_pretrained
+from sklearn_mln import MLNEvolver, load_meta_loss
 from sklearn_mln.__main__ import main
 from sklearn_mln._cli import options_for, parameter_docs, plain, show, values
 from sklearn_mln._cli_parser import (
@@ -37,6 +37,9 @@ from sklearn_mln._modules import ARCHITECTURES
 from sklearn_mln.benchmark import CLASSICAL_GRIDS, small_data_benchmark
 
 pytestmark = [pytest.mark.usefixtures("no_data_env"), pytest.mark.timeout(120)]
+JOINT_B = (
+    Path(__file__).resolve().parents[1] / "benchmarks/results/evolution/fmnist-cnn-ls-joint-B.mln"
+)
 ROOT = Path(sklearn_mln.__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
@@ -154,14 +157,14 @@ def test_bad_values_are_refused_when_parsing(argv, message, capsys):
 
 
 def test_recorded_commands_still_parse():
-    """The command recorded in the shipped loss (old option names) means the same today."""
-    recorded = load_pretrained("fashion-mnist").metadata["regenerate"]
-    argv = shlex.split(recorded)[4:]  # after "python -m sklearn_mln evolve"
+    """A command the command line recorded in a committed loss (loss B's, with old option
+    names: --tasks, --generations, --seed) means the same today."""
+    recorded = load_meta_loss(JOINT_B).metadata
+    argv = shlex.split(recorded["command"])[4:]  # after "python -m sklearn_mln evolve"
     args = _evolve_args(argv)
     params = values(args, EVOLVE_OPTIONS)
-    shipped = load_pretrained("fashion-mnist").metadata["params"]
-    for name in ("n_tasks", "popsize", "sigma0", "init", "n_shots", "inner_lr", "n_jobs"):
-        assert params[name] == shipped[name], name
+    for name in ("n_tasks", "popsize", "sigma0", "init", "n_shots", "structure", "max_time"):
+        assert params[name] == recorded["params"][name], name
 
 
 def test_parameter_docs_groups_and_references():
