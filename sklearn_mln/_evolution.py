@@ -49,17 +49,11 @@ def start_point(init, spec: MetaLossSpec, rng) -> tuple[MetaLossSpec, np.ndarray
         raise ValueError(f'init="{init}" needs anchor="cross_entropy".')
     if smoothing is None:
         return spec, init_flat_params(spec, rng)
-    if spec.inputs != "log_probs":
-        raise ValueError(f'init="{init}" is an exact point only with inputs="log_probs".')
+    # the whole architecture, so a new field needs no line here; from_label_smoothing
+    # refuses inputs other than log_probs
+    architecture = {k: v for k, v in spec.to_dict().items() if k != "n_classes"}
     net = MetaLossNetwork.from_label_smoothing(
-        spec.n_classes,
-        smoothing,
-        structure=spec.structure,
-        hidden_sizes=spec.hidden_sizes,
-        activation=spec.activation,
-        true_class_input=spec.true_class_input,
-        progress_input=spec.progress_input,
-        random_state=rng,
+        spec.n_classes, smoothing, **architecture, random_state=rng
     )
     return net.spec, net.get_flat_params()
 

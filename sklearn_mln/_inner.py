@@ -223,26 +223,31 @@ def train_population(
     ``on_checkpoint(step, weights, failed)`` sees the weights so far: one run scores every
     step count of a grid, exactly as separate runs would. A ``per_sample_loss`` with a
     ``set_progress`` attribute (a progress-input meta-loss) is told the training progress,
-    completed steps over ``steps``, before each step.
+    completed steps over ``steps``, before each step, and ``None`` (its default) after the
+    last, so no loss object keeps a training's progress.
     """
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
     weights = list(params.values())
     buffers = [torch.zeros_like(w) for w in weights]
     failed = torch.zeros(y.shape[0], dtype=torch.bool, device=y.device)
     set_progress = getattr(per_sample_loss, "set_progress", None)
-    for step in range(1, steps + 1):
+    try:
+        for step in range(1, steps + 1):
+            if set_progress is not None:
+                set_progress((step - 1) / steps)
+            logits = population_forward(module, params, X, shared=False)
+            losses = per_sample_loss(logits, y).mean(-1)
+            failed |= ~torch.isfinite(losses)
+            grads = torch.autograd.grad(losses.sum(), weights)
+            with torch.no_grad():
+                torch._foreach_mul_(buffers, momentum)
+                torch._foreach_add_(buffers, grads)
+                torch._foreach_add_(weights, buffers, alpha=-lr)
+            if step in checkpoints and step < steps and on_checkpoint is not None:
+                on_checkpoint(step, *_trained(params, failed))
+    finally:
         if set_progress is not None:
-            set_progress((step - 1) / steps)
-        logits = population_forward(module, params, X, shared=False)
-        losses = per_sample_loss(logits, y).mean(-1)
-        failed |= ~torch.isfinite(losses)
-        grads = torch.autograd.grad(losses.sum(), weights)
-        with torch.no_grad():
-            torch._foreach_mul_(buffers, momentum)
-            torch._foreach_add_(buffers, grads)
-            torch._foreach_add_(weights, buffers, alpha=-lr)
-        if step in checkpoints and step < steps and on_checkpoint is not None:
-            on_checkpoint(step, *_trained(params, failed))
+            set_progress(None)
     return _trained(params, failed)
 
 

@@ -55,7 +55,7 @@ def _stacked_per_sample(losses: Sequence[nn.Module], n_tasks: int):
             ]
         )
 
-    def set_progress(progress: float) -> None:
+    def set_progress(progress: float | None) -> None:
         for loss in losses:
             if hasattr(loss, "progress"):  # a meta-loss: it may take progress as input
                 loss.progress = progress

@@ -246,7 +246,7 @@ def test_train_population_tells_the_loss_its_progress(digits):
 
     loss.set_progress = seen.append
     train_population(module, params, X[None], y[None], loss, lr=0.1, steps=4, momentum=0.9)
-    assert seen == [0.0, 0.25, 0.5, 0.75]
+    assert seen == [0.0, 0.25, 0.5, 0.75, None]  # and reset after training
 
 
 def test_progress_input_follows_the_same_schedule_in_both_loops(digits):
@@ -278,3 +278,21 @@ def test_progress_input_follows_the_same_schedule_in_both_loops(digits):
             module, params, X_train, y_train, loss, lr=0.1, steps=10, momentum=0.9
         )
     assert any(not torch.equal(trained["scheduled"][k], trained["constant"][k]) for k in params)
+
+
+def test_tuning_tells_a_meta_loss_its_progress_and_leaves_it_untold(digits):
+    from sklearn_mln._tuning import Setting, score_settings
+
+    X, y = digits
+    config, batch, X_val = _setup(X.reshape(len(X), -1), y, n_tasks=2, steps=5)
+    net = MetaLossNetwork(10, progress_input=True, random_state=0)
+    seen, per_sample = [], net.per_sample
+
+    def recording(logits, y):
+        seen.append(net.progress)
+        return per_sample(logits, y)
+
+    net.per_sample = recording
+    setting = Setting("mln", (), 0.1, 5)
+    score_settings([setting], {("mln", ()): net}, config.module_factory, batch, X_val)
+    assert seen == [0.0, 0.2, 0.4, 0.6, 0.8] and net.progress is None
