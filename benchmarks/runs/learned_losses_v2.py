@@ -10,6 +10,8 @@ are the same (a setting picked in both runs must score the same on every task).
 
     python benchmarks/runs/learned_losses_v2.py cnn 10     # architecture, then the ks
     python benchmarks/runs/learned_losses_v2.py cnn 10 --losses tuned-start tuned-start-progress
+    python benchmarks/runs/learned_losses_v2.py mlp 1 5 10 --losses joint-B=PATH \\
+        --output benchmarks/results/learned_losses_v2_joint-B_mlp   # any loss file by path
 """
 
 import argparse
@@ -33,12 +35,23 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("architecture", choices=("cnn", "mlp", "mlp2", "cnn-wide"))
     parser.add_argument("ks", type=int, nargs="*", default=[10, 1, 5])
-    parser.add_argument("--losses", nargs="+", choices=EVOLVED, default=list(EVOLVED))
+    parser.add_argument(
+        "--losses",
+        nargs="+",
+        default=list(EVOLVED),
+        help=f"names of {TIME_TO_QUALITY} losses ({', '.join(EVOLVED)}) or NAME=PATH",
+    )
+    parser.add_argument("--output", help="results folder (default: from architecture and ks)")
     args = parser.parse_args()
+    for name in args.losses:
+        if "=" not in name and name not in EVOLVED:
+            parser.error(f"--losses: {name!r} is neither one of {EVOLVED} nor NAME=PATH")
     cnn = args.architecture.startswith("cnn")
     run_benchmark(
         "fashion-mnist",
-        losses=[f"{name}={TIME_TO_QUALITY}/{name}.mln" for name in args.losses],
+        losses=[
+            name if "=" in name else f"{name}={TIME_TO_QUALITY}/{name}.mln" for name in args.losses
+        ],
         baselines=BASELINES,
         architectures=[args.architecture],
         ks=tuple(args.ks),
@@ -49,7 +62,8 @@ if __name__ == "__main__":
         n_finalists=CNN["n_finalists"] if cnn else 3,
         pool_size=2000,
         test_size=2000,
-        output=(
+        output=args.output
+        or (
             f"benchmarks/results/learned_losses_v2_{args.architecture}"
             f"_k{'_'.join(map(str, args.ks))}"
         ),
