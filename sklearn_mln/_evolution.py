@@ -1,10 +1,11 @@
 """One run of evolution as a value: the problem, the state, one generation's step.
 
 The split evosax makes: a *problem* (:class:`Problem`: where tasks come from and how a
-population is scored) and a *strategy* (:class:`~sklearn_mln._strategy.CMAStrategy`: ask /
-tell). :class:`EvolutionState` is everything a run needs to continue between two
-generations; :func:`step` advances it by one generation, :func:`evolve` until the run
-stops, and a checkpoint (:mod:`sklearn_mln._checkpoint`) is that value on disk.
+population is scored; :class:`MixtureProblem`: several problems scored as one) and a
+*strategy* (:class:`~sklearn_mln._strategy.CMAStrategy`: ask / tell).
+:class:`EvolutionState` is everything a run needs to continue between two generations;
+:func:`step` advances it by one generation, :func:`evolve` until the run stops, and a
+checkpoint (:mod:`sklearn_mln._checkpoint`) is that value on disk.
 :class:`~sklearn_mln.MLNEvolver` sets a run up (:func:`split_pool`, :func:`start_point`),
 starts or resumes it, evolves it and re-evaluates its :class:`Shortlist`.
 """
@@ -24,7 +25,7 @@ from ._classical import parse_classical_loss
 from ._inner import InnerConfig, TaskBatch, make_task_batch
 from ._meta_loss import MetaLossNetwork, MetaLossSpec, init_flat_params
 from ._strategy import CMAState, CMAStrategy
-from ._tasks import draw_seeds, sample_tasks
+from ._tasks import class_indices, draw_seeds, sample_tasks
 
 #: generations whose best candidate joins the final shortlist
 LAST_GENERATIONS = 5
@@ -116,6 +117,36 @@ class Problem:
     n_jobs: int | None
     evaluate: Callable
 
+    @classmethod
+    def from_pool(
+        cls,
+        X: np.ndarray,
+        y: np.ndarray,
+        n_classes: int,
+        *,
+        split_seed: int,
+        validation_size: float,
+        **settings,
+    ) -> Problem:
+        """A pool split (stratified, :func:`split_pool`) into task source and validation set.
+
+        ``y`` holds encoded labels ``0 .. n_classes - 1``; ``settings`` are the remaining
+        fields (``n_shots``, ``n_tasks``, ``spec``, ``config``, ...).
+        """
+        source, val = split_pool(y, validation_size, settings["n_shots"], split_seed)
+        return cls(
+            X=X,
+            y=y,
+            by_class=[source[rows] for rows in class_indices(y[source], n_classes)],
+            X_val=X[val],
+            y_val=y[val],
+            **settings,
+        )
+
+    def generation_tasks(self, seed: int) -> TaskBatch:
+        """One generation's ``n_tasks`` tasks, drawn from ``seed``."""
+        return self.tasks(seed, self.n_tasks)
+
     def tasks(self, seed: int, n_tasks: int) -> TaskBatch:
         """``n_tasks`` tasks and their classifiers' initial seeds, all drawn from ``seed``."""
         rng = np.random.RandomState(seed)
@@ -142,6 +173,63 @@ class Problem:
         )
         failed = failed.any(axis=1)
         return np.where(failed, 0.0, accuracy.mean(axis=1)), failed
+
+
+@dataclass(frozen=True)
+class MixtureProblem:
+    """Several problems scored as one: a candidate's fitness is its mean over them.
+
+    A loss meant to serve many settings (architectures, numbers of shots, data sets) is
+    evolved on all of them at once: each component is a :class:`Problem` with its own pool,
+    classifier and SGD settings, every candidate sees the same tasks of every component in a
+    generation (common random numbers), and a candidate that fails on any task of any
+    component scores 0, as within one problem. Components share the meta-loss architecture.
+    """
+
+    components: tuple[Problem, ...]
+
+    def __post_init__(self) -> None:
+        if not self.components:
+            raise ValueError("A mixture needs at least one problem.")
+        specs = {p.spec for p in self.components}
+        if len(specs) > 1:
+            raise ValueError(f"The components' meta-loss architectures differ: {specs}.")
+
+    @property
+    def spec(self) -> MetaLossSpec:
+        return self.components[0].spec
+
+    def generation_tasks(self, seed: int) -> tuple[TaskBatch, ...]:
+        """Each component's tasks of one generation, from seeds drawn from ``seed``."""
+        seeds = draw_seeds(np.random.RandomState(seed), len(self.components))
+        return tuple(p.generation_tasks(int(s)) for p, s in zip(self.components, seeds))
+
+    def reevaluation_tasks(self) -> tuple[TaskBatch, ...]:
+        return tuple(p.reevaluation_tasks() for p in self.components)
+
+    def fitness(
+        self,
+        thetas: np.ndarray,
+        batches: tuple[TaskBatch, ...],
+        parallel: Parallel | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mean over the components of each candidate's fitness (0 if it failed anywhere)."""
+        scores, failures = zip(
+            *(p.fitness(thetas, b, parallel) for p, b in zip(self.components, batches))
+        )
+        failed = np.any(failures, axis=0)
+        return np.where(failed, 0.0, np.mean(scores, axis=0)), failed
+
+    def component_fitness(
+        self,
+        thetas: np.ndarray,
+        batches: tuple[TaskBatch, ...],
+        parallel: Parallel | None = None,
+    ) -> np.ndarray:
+        """Each component's fitness of each candidate, shape (n_components, n_candidates)."""
+        return np.stack(
+            [p.fitness(thetas, b, parallel)[0] for p, b in zip(self.components, batches)]
+        )
 
 
 @dataclass(frozen=True)
@@ -216,7 +304,7 @@ class EvolutionState:
 def step(
     state: EvolutionState,
     strategy: CMAStrategy,
-    problem: Problem,
+    problem: Problem | MixtureProblem,
     parallel: Parallel | None = None,
 ) -> EvolutionState:
     """``state`` one generation on: draw tasks, ask, evaluate, tell, record.
@@ -227,7 +315,7 @@ def step(
     tick = time.perf_counter()
     rng = np.random.RandomState()
     rng.set_state(state.rng_state)
-    batch = problem.tasks(draw_seeds(rng, 1)[0], problem.n_tasks)
+    batch = problem.generation_tasks(draw_seeds(rng, 1)[0])
     thetas = strategy.ask()
     fitness, failed = problem.fitness(thetas, batch, parallel)
     strategy.tell(thetas, fitness)
@@ -254,7 +342,7 @@ def step(
 def evolve(
     state: EvolutionState,
     strategy: CMAStrategy,
-    problem: Problem,
+    problem: Problem | MixtureProblem,
     n_generations: int,
     *,
     max_time: float | None = None,
@@ -278,6 +366,19 @@ def evolve(
             if state.stop_reason is None and out_of_time:
                 return state, "max_time"
     return state, state.stop_reason or "n_generations"
+
+
+def reevaluate_shortlist(
+    state: EvolutionState,
+    strategy: CMAStrategy,
+    problem: Problem | MixtureProblem,
+    x0: np.ndarray,
+    parallel: Parallel | None = None,
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Labels, vectors and fixed-task fitness of the final candidates (start included)."""
+    labels, candidates = state.shortlist.candidates(x0, strategy.mean)
+    scores, _ = problem.fitness(candidates, problem.reevaluation_tasks(), parallel)
+    return labels, candidates, scores
 
 
 class _Progress:

@@ -18,7 +18,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_X_y, validate_data
 
 from ._checkpoint import fingerprint, load_checkpoint, save_checkpoint
-from ._evolution import EvolutionState, Problem, evolve, split_pool, start_point
+from ._evolution import EvolutionState, Problem, evolve, reevaluate_shortlist, start_point
 from ._inner import InnerConfig, make_module, make_task_batch
 from ._meta_loss import (
     ACTIVATIONS,
@@ -342,8 +342,9 @@ class MLNEvolver(BaseEstimator):
                 verbose=self.verbose,
                 parallel=parallel,
             )
-            labels, candidates = state.shortlist.candidates(x0, strategy.mean)
-            scores, _ = problem.fitness(candidates, problem.reevaluation_tasks(), parallel)
+            labels, candidates, scores = reevaluate_shortlist(
+                state, strategy, problem, x0, parallel
+            )
         self._finalise(state, labels, candidates, scores, problem.spec, len(X), fit_started)
         return self
 
@@ -364,15 +365,14 @@ class MLNEvolver(BaseEstimator):
     def _set_up(self, X, y_enc, n_ways, rng, saved) -> tuple[Problem, np.ndarray, CMAStrategy]:
         """The problem, the start point and CMA-ES (continued from ``saved``), from ``rng``."""
         split_seed, cma_seed, reeval_seed = draw_seeds(rng, 3)
-        source, val = split_pool(y_enc, self.validation_size, self.n_shots, split_seed)
         spec, x0 = start_point(self.init, self._spec(n_ways), rng)
         config = self._inner_config(X.shape[1:], n_ways)
-        problem = Problem(
-            X=X,
-            y=y_enc,
-            by_class=[source[rows] for rows in class_indices(y_enc[source], len(self.classes_))],
-            X_val=X[val],
-            y_val=y_enc[val],
+        problem = Problem.from_pool(
+            X,
+            y_enc,
+            len(self.classes_),
+            split_seed=split_seed,
+            validation_size=self.validation_size,
             n_shots=self.n_shots,
             n_ways=self.n_ways,
             n_tasks=self.n_tasks,
@@ -380,7 +380,7 @@ class MLNEvolver(BaseEstimator):
             n_reeval_tasks=self.n_reeval_tasks,
             spec=spec,
             config=config,
-            vectorized=self._check_vectorizable(config, X[source[:2]], stacklevel=4),
+            vectorized=self._check_vectorizable(config, X[:2], stacklevel=4),
             n_jobs=self.n_jobs,
             evaluate=evaluate_population,  # looked up here: tests slow it down
         )

@@ -1,0 +1,129 @@
+"""MixtureProblem: several problems scored as one (a loss evolved for many settings)."""
+
+import importlib.util
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sklearn_mln import load_meta_loss
+from sklearn_mln._evolution import EvolutionState, MixtureProblem, Problem, evolve
+from sklearn_mln._inner import InnerConfig
+from sklearn_mln._meta_loss import MetaLossSpec
+from sklearn_mln._modules import default_module_factory
+from sklearn_mln._strategy import CMAStrategy
+
+
+def _pool(seed, n=60, shape=(4,)):
+    rng = np.random.RandomState(seed)
+    return rng.rand(n, *shape).astype(np.float32), np.arange(n) % 3
+
+
+def _peaked_accuracy(thetas, spec, config, batch, X_val, *, target, fail_beyond=None, **_):
+    """A stand-in for evaluate_population: accuracy peaks where theta == target."""
+    n_tasks = batch.n_tasks
+    accuracy = np.exp(-np.sum((thetas - target) ** 2, axis=1))
+    failed = np.zeros((len(thetas), n_tasks), dtype=bool)
+    if fail_beyond is not None:
+        failed[:] = np.abs(thetas[:, :1]) > fail_beyond
+    return np.repeat(accuracy[:, None], n_tasks, axis=1), failed
+
+
+SPEC = MetaLossSpec(n_classes=3)
+
+
+def _problem(seed, target, n_shots=2, n_tasks=2, spec=SPEC, **kw):
+    X, y = _pool(seed)
+    return Problem.from_pool(
+        X,
+        y,
+        3,
+        split_seed=seed + 1,
+        validation_size=0.5,
+        n_shots=n_shots,
+        n_ways=None,
+        n_tasks=n_tasks,
+        reeval_seed=seed + 2,
+        n_reeval_tasks=3,
+        spec=spec,
+        config=InnerConfig(default_module_factory(X.shape[1:], 3)),
+        vectorized=True,
+        n_jobs=1,
+        evaluate=partial(_peaked_accuracy, target=np.asarray(target, dtype=float), **kw),
+    )
+
+
+def test_fitness_is_the_mean_over_components_and_a_failure_anywhere_scores_zero():
+    a = _problem(0, [0.0, 0.0])
+    b = _problem(10, [1.0, 0.0], fail_beyond=2.5)
+    mixture = MixtureProblem((a, b))
+    thetas = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, 0.0], [3.0, 0.0]])
+    batches = mixture.generation_tasks(7)
+    fitness, failed = mixture.fitness(thetas, batches)
+    expected = (a.fitness(thetas, batches[0])[0] + b.fitness(thetas, batches[1])[0]) / 2
+    np.testing.assert_allclose(fitness[:3], expected[:3])
+    assert fitness[3] == 0.0 and failed.tolist() == [False, False, False, True]
+    per_component = mixture.component_fitness(thetas, batches)
+    assert per_component.shape == (2, 4)
+    np.testing.assert_allclose(per_component[:, :3].mean(axis=0), fitness[:3])
+
+
+def test_each_component_draws_its_own_tasks_reproducibly():
+    mixture = MixtureProblem((_problem(0, [0, 0], n_shots=1), _problem(0, [0, 0], n_shots=3)))
+    first, second = mixture.generation_tasks(5)
+    assert first.n_tasks == second.n_tasks == 2
+    assert first.y_train.shape[1] != second.y_train.shape[1]  # 1 and 3 shots per class
+    again = mixture.generation_tasks(5)
+    for old, new in zip((first, second), again):
+        np.testing.assert_array_equal(old.init_seeds, new.init_seeds)
+        np.testing.assert_array_equal(old.y_train, new.y_train)
+    other = mixture.generation_tasks(6)
+    assert not np.array_equal(other[0].init_seeds, first.init_seeds)
+    reeval = mixture.reevaluation_tasks()
+    assert [b.n_tasks for b in reeval] == [3, 3]
+
+
+def test_components_must_share_the_meta_loss_architecture():
+    other = MetaLossSpec(n_classes=3, hidden_sizes=(4,))
+    with pytest.raises(ValueError, match="architectures differ"):
+        MixtureProblem((_problem(0, [0, 0]), _problem(1, [0, 0], spec=other)))
+    with pytest.raises(ValueError, match="at least one"):
+        MixtureProblem(())
+
+
+def test_evolution_on_a_mixture_finds_the_compromise_of_its_components():
+    # two components peaked at (0.5, 0) and (-0.5, 0): the mixture's optimum is (0, 0),
+    # where neither component alone would lead
+    targets = ([0.5, 0.0], [-0.5, 0.0])
+    mixture = MixtureProblem(tuple(_problem(i * 10, t) for i, t in enumerate(targets)))
+    x0 = np.array([0.8, 0.8])
+    strategy = CMAStrategy(x0, 0.3, 8, seed=3)
+    rng = np.random.RandomState(0)
+    state = EvolutionState(rng.get_state(), rng.get_state(), strategy.state())
+    state, reason = evolve(state, strategy, mixture, 40)
+    assert reason == "n_generations"
+    assert np.linalg.norm(strategy.mean) < 0.15
+    start, end = mixture.fitness(np.stack([x0, strategy.mean]), mixture.reevaluation_tasks())[0]
+    assert end > start + 0.3
+
+
+def test_the_mixture_script_saves_a_loss_with_its_components_and_provenance(tmp_path, capsys):
+    script = Path(__file__).resolve().parents[1] / "benchmarks/runs/mixture_evolution.py"
+    spec = importlib.util.spec_from_file_location("mixture_evolution", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    output = tmp_path / "mixture.mln"
+    argv = ["--datasets", "digits", "--architectures", "mlp", "--shots", "1", "3",
+            "--generations", "2", "--popsize", "4", "--eval-tasks", "1", "--n-jobs", "1",
+            "--quiet", "--output", str(output)]  # fmt: skip
+    assert module.main(argv) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mixture.mln"]
+    metadata = load_meta_loss(output).metadata
+    assert metadata["components"] == ["digits/mlp/k=1", "digits/mlp/k=3"]
+    assert metadata["generations"] == len(metadata["history"]) == 2
+    evolved = [v["evolved"] for v in metadata["component_fitness"].values()]
+    assert np.mean(evolved) == pytest.approx(metadata["reevaluated_fitness"])
+    assert metadata["reevaluated_fitness"] >= metadata["reevaluation"]["fitness"][0]  # start
+    assert {"commit", "versions", "command", "seed"} <= set(metadata)
+    assert "digits/mlp/k=3" in capsys.readouterr().out
