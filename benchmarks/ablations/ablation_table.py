@@ -10,6 +10,12 @@ against the row's tuned best classical loss.
     python benchmarks/ablations/ablation_table.py benchmarks/results/ablation.md \\
         benchmarks/results/small_data_v2_cnn/results.json \\
         benchmarks/results/small_data_v2_mlp_mlp2/results.json
+
+A source ``PATH:NAME,NAME`` reads only those learned losses from ``PATH``. With
+``--vs V2_RESULTS ...`` the *vs classical* column pairs each row with the tuned best
+classical loss of the benchmark v2 row of the same (architecture, k) -- for runs such as
+``benchmarks/runs/learned_losses_v2.py`` that tune only a few classical losses to check
+that their tasks are v2's (which ``compare_learned_rows.py`` verifies).
 """
 
 from __future__ import annotations
@@ -32,7 +38,17 @@ def _delta(a: list[float], b: list[float]) -> str:
     return f"{100 * row['delta']:+.2f} ± {100 * row['ci95']:.2f} (p {row['p_wilcoxon']:.2g})"
 
 
-def ablation_markdown(results: list[dict], sources: list[str]) -> str:
+def _baseline_accuracy(entry: dict, versus: dict) -> list[float]:
+    reference = versus.get((entry["architecture"], entry["k"]), entry)
+    return reference["losses"][reference["baseline"]]["test_accuracy"]
+
+
+def ablation_markdown(
+    results: list[dict],
+    sources: list[str],
+    only: list[set[str] | None] | None = None,
+    versus: dict | None = None,
+) -> str:
     lines = [
         "# Ablation of the learned losses",
         "",
@@ -48,9 +64,15 @@ def ablation_markdown(results: list[dict], sources: list[str]) -> str:
         "| loss | architecture | k | network adds | linear term adds | vs classical |",
         "|---|---|---|---|---|---|",
     ]
-    for result in results:
+    only = only or [None] * len(results)
+    if versus:
+        at = next(i for i, line in enumerate(lines) if line.startswith("- from:")) + 1
+        lines.insert(at, f"- vs classical: the tuned best classical loss of the v2 rows of "
+                     f"{versus['sources']}")  # fmt: skip
+    rows = {k: v for k, v in (versus or {}).items() if k != "sources"}
+    for result, wanted in zip(results, only):
         names = result["settings"]["losses"]
-        for name in (n for n in names if f"{n}-linear" in names):
+        for name in (n for n in names if f"{n}-linear" in names and (not wanted or n in wanted)):
             for entry in sorted(result["results"], key=lambda e: (e["architecture"], e["k"])):
                 losses = entry["losses"]
                 full = losses[name]["test_accuracy"]
@@ -60,7 +82,7 @@ def ablation_markdown(results: list[dict], sources: list[str]) -> str:
                     else "–"
                     for part in PARTS
                 ]
-                versus = _delta(full, losses[entry["baseline"]]["test_accuracy"])
+                versus = _delta(full, _baseline_accuracy(entry, rows))
                 lines.append(
                     f"| {name} | {entry['architecture']} | {entry['k']} | {cells[0]} | "
                     f"{cells[1]} | {versus} |"
@@ -71,7 +93,18 @@ def ablation_markdown(results: list[dict], sources: list[str]) -> str:
 if __name__ == "__main__":
     if len(sys.argv) < 3:
         raise SystemExit(__doc__)
-    target, sources = Path(sys.argv[1]), sys.argv[2:]
-    results = [json.loads(Path(s).read_text()) for s in sources]
-    atomic_write_bytes(target, ablation_markdown(results, sources).encode())
+    arguments = sys.argv[2:]
+    vs = arguments[arguments.index("--vs") + 1 :] if "--vs" in arguments else []
+    sources = arguments[: arguments.index("--vs")] if vs else arguments
+    target = Path(sys.argv[1])
+    paths = [s.split(":")[0] for s in sources]
+    only = [set(s.split(":")[1].split(",")) if ":" in s else None for s in sources]
+    results = [json.loads(Path(p).read_text()) for p in paths]
+    versus = {}
+    for path in vs:
+        for entry in json.loads(Path(path).read_text())["results"]:
+            versus[(entry["architecture"], entry["k"])] = entry
+    if versus:
+        versus["sources"] = ", ".join(f"`{p}`" for p in vs)
+    atomic_write_bytes(target, ablation_markdown(results, sources, only, versus).encode())
     print(f"Wrote {target}.")

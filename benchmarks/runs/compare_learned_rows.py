@@ -82,7 +82,7 @@ def compare(new_folder: Path, old_folders: list[Path]) -> dict:
 
 
 def markdown(result: dict) -> str:
-    lines = ["# Learned losses from the tuned start vs the best tuned classical loss of v2", ""]
+    lines = ["# Learned losses vs the best tuned classical loss of benchmark v2", ""]
     lines += provenance_lines(result["provenance"])
     lines += [
         "",
