@@ -26,9 +26,14 @@ def _rows(folder: Path) -> dict:
     return {(r["architecture"], r["k"]): r for r in result["results"]}
 
 
-def _same_tasks(new: dict, old: dict) -> bool | None:
-    """Whether a classical setting picked in both rows scored the same on every task."""
-    checked = None
+def _same_tasks(new: dict, old: dict) -> float | None:
+    """The largest per-task accuracy difference of a classical setting picked in both rows.
+
+    ``0.0`` is the same tasks to the bit; a few single-image differences (about 5e-4 on
+    2000 validation images) are floating-point ties that flip when a population pass holds
+    other losses; ``None``: no setting was picked in both.
+    """
+    largest = None
     for name, entry in new["losses"].items():
         before = old["losses"].get(name)
         if entry.get("kind") != "classical" or before is None:
@@ -39,9 +44,9 @@ def _same_tasks(new: dict, old: dict) -> bool | None:
             before["steps"],
         ):
             continue
-        same = np.array_equal(entry["test_accuracy"], before["test_accuracy"])
-        checked = same if checked is None else checked and same
-    return checked
+        gap = float(np.abs(np.subtract(entry["test_accuracy"], before["test_accuracy"])).max())
+        largest = gap if largest is None else max(largest, gap)
+    return largest
 
 
 def compare(new_folder: Path, old_folders: list[Path]) -> dict:
@@ -81,6 +86,12 @@ def compare(new_folder: Path, old_folders: list[Path]) -> dict:
     }
 
 
+def _same_tasks_text(gap: float | None) -> str:
+    if gap is None:
+        return "not checked (no classical setting picked in both runs)"
+    return f"a setting picked in both scores within {gap:.2g} on every task"
+
+
 def markdown(result: dict) -> str:
     lines = ["# Learned losses vs the best tuned classical loss of benchmark v2", ""]
     lines += provenance_lines(result["provenance"])
@@ -96,7 +107,7 @@ def markdown(result: dict) -> str:
             f"## {row['architecture']}, k = {row['k']}",
             "",
             f"v2 best: {row['baseline']} {s['params']} lr {s['lr']:.3g}, {s['steps']} steps;"
-            f" same tasks checked: {row['same_tasks_checked']}",
+            f" same tasks: {_same_tasks_text(row['same_tasks_checked'])}",
             "",
             "| loss | mean | Δ | wins/ties/losses | p | lr, steps |",
             "|---|---:|---:|---|---:|---|",
