@@ -214,22 +214,25 @@ class MixtureProblem:
         parallel: Parallel | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Mean over the components of each candidate's fitness (0 if it failed anywhere)."""
-        scores, failures = zip(
-            *(p.fitness(thetas, b, parallel) for p, b in zip(self.components, batches))
-        )
-        failed = np.any(failures, axis=0)
-        return np.where(failed, 0.0, np.mean(scores, axis=0)), failed
+        return self.combine(*self.component_fitness(thetas, batches, parallel))
 
     def component_fitness(
         self,
         thetas: np.ndarray,
         batches: tuple[TaskBatch, ...],
         parallel: Parallel | None = None,
-    ) -> np.ndarray:
-        """Each component's fitness of each candidate, shape (n_components, n_candidates)."""
-        return np.stack(
-            [p.fitness(thetas, b, parallel)[0] for p, b in zip(self.components, batches)]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each component's fitness of each candidate, shape (n_components, n_candidates),
+        and whether a candidate failed on any component."""
+        scores, failures = zip(
+            *(p.fitness(thetas, b, parallel) for p, b in zip(self.components, batches))
         )
+        return np.stack(scores), np.any(failures, axis=0)
+
+    @staticmethod
+    def combine(scores: np.ndarray, failed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The mixture's fitness from :meth:`component_fitness`'s output."""
+        return np.where(failed, 0.0, scores.mean(axis=0)), failed
 
 
 @dataclass(frozen=True)

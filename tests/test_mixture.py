@@ -64,8 +64,9 @@ def test_fitness_is_the_mean_over_components_and_a_failure_anywhere_scores_zero(
     expected = (a.fitness(thetas, batches[0])[0] + b.fitness(thetas, batches[1])[0]) / 2
     np.testing.assert_allclose(fitness[:3], expected[:3])
     assert fitness[3] == 0.0 and failed.tolist() == [False, False, False, True]
-    per_component = mixture.component_fitness(thetas, batches)
+    per_component, component_failed = mixture.component_fitness(thetas, batches)
     assert per_component.shape == (2, 4)
+    assert component_failed.tolist() == failed.tolist()
     np.testing.assert_allclose(per_component[:, :3].mean(axis=0), fitness[:3])
 
 

@@ -33,7 +33,6 @@ from sklearn_mln._evolution import (
     MixtureProblem,
     Problem,
     evolve,
-    reevaluate_shortlist,
     start_point,
 )
 from sklearn_mln._inner import InnerConfig
@@ -154,11 +153,13 @@ def main(argv=None) -> int:
             verbose=0 if args.quiet else 1,
             parallel=parallel,
         )
-        labels, candidates, scores = reevaluate_shortlist(state, strategy, mixture, x0, parallel)
-        best = int(np.argmax(scores))
-        per_component = mixture.component_fitness(
-            candidates[[0, best]], mixture.reevaluation_tasks(), parallel
+        # the shortlist trained once: its per-component scores give the mixture's fitness too
+        labels, candidates = state.shortlist.candidates(x0, strategy.mean)
+        per_component, failed = mixture.component_fitness(
+            candidates, mixture.reevaluation_tasks(), parallel
         )
+    scores, _ = mixture.combine(per_component, failed)
+    best = int(np.argmax(scores))
     net = MetaLossNetwork.from_spec(spec, candidates[best])
     net.metadata = {
         "evolved_by": "benchmarks/runs/mixture_evolution.py",
@@ -171,7 +172,7 @@ def main(argv=None) -> int:
         "reevaluated_fitness": float(scores[best]),
         "component_fitness": {
             name: {"start": float(start), "evolved": float(evolved)}
-            for name, (start, evolved) in zip(names, per_component)
+            for name, (start, evolved) in zip(names, per_component[:, [0, best]])
         },
         "history": list(state.history),
         **provenance(seed=args.seed, started=started, threads=torch.get_num_threads()),
