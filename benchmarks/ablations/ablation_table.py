@@ -48,12 +48,19 @@ def ablation_markdown(
     sources: list[str],
     only: list[set[str] | None] | None = None,
     versus: dict | None = None,
+    versus_sources: tuple[str, ...] | list[str] = (),
 ) -> str:
+    """``versus``: v2 rows by (architecture, k), read from ``versus_sources``."""
     lines = [
         "# Ablation of the learned losses",
         "",
         *provenance_lines(provenance()),
         f"- from: {', '.join(f'`{s}`' for s in sources)}",
+        *(
+            [f"- vs classical: the tuned best classical loss of the v2 rows of {listed}"]
+            if (listed := ", ".join(f"`{p}`" for p in versus_sources))
+            else []
+        ),
         "",
         "Paired differences in accuracy points (95 % CI, Wilcoxon p) on each row's test tasks; "
         "every variant tuned over lr and steps the same way. *network adds*: full − linear "
@@ -65,11 +72,6 @@ def ablation_markdown(
         "|---|---|---|---|---|---|",
     ]
     only = only or [None] * len(results)
-    if versus:
-        at = next(i for i, line in enumerate(lines) if line.startswith("- from:")) + 1
-        lines.insert(at, f"- vs classical: the tuned best classical loss of the v2 rows of "
-                     f"{versus['sources']}")  # fmt: skip
-    rows = {k: v for k, v in (versus or {}).items() if k != "sources"}
     for result, wanted in zip(results, only):
         names = result["settings"]["losses"]
         for name in (n for n in names if f"{n}-linear" in names and (not wanted or n in wanted)):
@@ -82,10 +84,10 @@ def ablation_markdown(
                     else "–"
                     for part in PARTS
                 ]
-                versus = _delta(full, _baseline_accuracy(entry, rows))
+                vs_classical = _delta(full, _baseline_accuracy(entry, versus or {}))
                 lines.append(
                     f"| {name} | {entry['architecture']} | {entry['k']} | {cells[0]} | "
-                    f"{cells[1]} | {versus} |"
+                    f"{cells[1]} | {vs_classical} |"
                 )
     return "\n".join(lines) + "\n"
 
@@ -104,7 +106,6 @@ if __name__ == "__main__":
     for path in vs:
         for entry in json.loads(Path(path).read_text())["results"]:
             versus[(entry["architecture"], entry["k"])] = entry
-    if versus:
-        versus["sources"] = ", ".join(f"`{p}`" for p in vs)
-    atomic_write_bytes(target, ablation_markdown(results, sources, only, versus).encode())
+    markdown = ablation_markdown(results, sources, only, versus, vs)
+    atomic_write_bytes(target, markdown.encode())
     print(f"Wrote {target}.")

@@ -26,7 +26,7 @@ def _rows(folder: Path) -> dict:
     return {(r["architecture"], r["k"]): r for r in result["results"]}
 
 
-def _same_tasks(new: dict, old: dict) -> float | None:
+def _largest_task_gap(new: dict, old: dict) -> float | None:
     """The largest per-task accuracy difference of a classical setting picked in both rows.
 
     ``0.0`` is the same tasks to the bit; a few single-image differences (about 5e-4 on
@@ -73,7 +73,7 @@ def compare(new_folder: Path, old_folders: list[Path]) -> dict:
                 "baseline_setting": {
                     s: reference["losses"][baseline][s] for s in ("params", "lr", "steps")
                 },
-                "same_tasks_checked": _same_tasks(row, reference),
+                "largest_task_gap": _largest_task_gap(row, reference),
                 "picks": {n: {s: row["losses"][n][s] for s in ("lr", "steps")} for n in learned},
                 "summary": summary,
             }
@@ -107,7 +107,7 @@ def markdown(result: dict) -> str:
             f"## {row['architecture']}, k = {row['k']}",
             "",
             f"v2 best: {row['baseline']} {s['params']} lr {s['lr']:.3g}, {s['steps']} steps;"
-            f" same tasks: {_same_tasks_text(row['same_tasks_checked'])}",
+            f" same tasks: {_same_tasks_text(row['largest_task_gap'])}",
             "",
             "| loss | mean | Δ | wins/ties/losses | p | lr, steps |",
             "|---|---:|---:|---|---:|---|",
