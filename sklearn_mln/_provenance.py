@@ -21,10 +21,15 @@ from ._version import __version__
 RECORDED_PACKAGES = ("torch", "numpy", "scikit-learn", "skorch", "cma", "joblib", "scipy")
 #: keys every provenance record has (a test checks committed results files for them)
 REQUIRED_KEYS = ("commit", "dirty", "versions", "command", "cores", "date")
+#: where generated results live: changes there do not make the code tree dirty
+RESULTS = "benchmarks/results"
 
 
-def _git(*args: str) -> str | None:
-    root = Path(__file__).resolve().parent.parent
+#: the checkout this package runs from, if it is one
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _git(*args: str, root: Path = ROOT) -> str | None:
     try:
         out = subprocess.run(
             ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
@@ -79,19 +84,20 @@ def provenance(
     threads: int | None = None,
 ) -> dict:
     """What produced a result: commit (and whether the tree was dirty), versions, command,
-    seed, wall time since ``started`` (a :func:`time.perf_counter` value), cores, threads.
+    seed, wall time since ``started`` (a :func:`time.perf_counter` value), cores, threads,
+    and the load average when it was called (timings on a busy machine say so).
 
     ``commit`` is ``None`` outside a git checkout (an installed package).
     """
     commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
     record = {
         "commit": commit,
-        "dirty": bool(status) if status is not None else None,
+        "dirty": tree_is_dirty() if commit else None,
         "versions": package_versions(),
         "command": command if command is not None else command_line(),
         "seed": seed,
         "cores": os.cpu_count(),
+        "load_average": _load_average(),
         "torch_threads": threads,
         "machine": f"{platform.system()} {platform.machine()}, {cpu_model()}",
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -99,6 +105,27 @@ def provenance(
     if started is not None:
         record["wall_seconds"] = round(time.perf_counter() - started, 2)
     return record
+
+
+def tree_is_dirty(root: Path = ROOT) -> bool | None:
+    """Whether tracked files other than :data:`RESULTS` differ from the commit.
+
+    Results files a run (or the one before it) writes are not the code that made a result:
+    two reports written one after the other are both clean. ``None`` where git cannot say.
+    """
+    status = _git(
+        "status", "--porcelain", "--untracked-files=no", "--", ".", f":(exclude){RESULTS}",
+        root=root,
+    )  # fmt: skip
+    return None if status is None else bool(status)
+
+
+def _load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages, where the system has them."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
 
 
 def provenance_lines(record: dict) -> list[str]:
@@ -113,7 +140,12 @@ def provenance_lines(record: dict) -> list[str]:
         f"- commit: {commit}",
         f"- versions: {versions}",
         f"- machine: {record['machine']}, {record['cores']} cores"
-        + (f", {record['torch_threads']} torch threads" if record.get("torch_threads") else ""),
+        + (f", {record['torch_threads']} torch threads" if record.get("torch_threads") else "")
+        + (
+            f", load average {record['load_average'][0]:.2f} at the start"
+            if record.get("load_average")
+            else ""
+        ),
     ]
     if record.get("seed") is not None:
         lines.append(f"- seed: {record['seed']}")

@@ -1,0 +1,50 @@
+"""The provenance record: what it says about the tree, the machine and its load."""
+
+import shutil
+import subprocess
+
+import pytest
+
+from sklearn_mln._provenance import (
+    REQUIRED_KEYS,
+    RESULTS,
+    provenance,
+    provenance_lines,
+    tree_is_dirty,
+)
+
+
+@pytest.fixture
+def checkout(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / RESULTS).mkdir(parents=True)
+    (tmp_path / RESULTS / "table.md").write_text("| a |\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "start")
+    return tmp_path
+
+
+def test_a_rewritten_results_file_does_not_make_the_tree_dirty(checkout):
+    assert tree_is_dirty(checkout) is False
+    (checkout / RESULTS / "table.md").write_text("| b |\n")
+    assert tree_is_dirty(checkout) is False
+    (checkout / "code.py").write_text("x = 2\n")
+    assert tree_is_dirty(checkout) is True
+
+
+def test_outside_a_checkout_dirtiness_is_unknown(tmp_path):
+    assert tree_is_dirty(tmp_path) is None
+
+
+def test_the_record_says_the_load_it_was_timed_under():
+    record = provenance(seed=3)
+    assert set(REQUIRED_KEYS) <= set(record)
+    assert len(record["load_average"]) == 3 and min(record["load_average"]) >= 0
+    assert f"load average {record['load_average'][0]:.2f}" in "\n".join(provenance_lines(record))
