@@ -30,7 +30,10 @@ report into the file that run saved (``full --output`` does so itself).
 with ``git archive`` into a temporary folder), e.g. the code that evolved the shipped loss.
 Each check's result, with its provenance, goes into one section of ``--report`` (default
 ``benchmarks/results/evolution/fashion-mnist-reproduction.json``, written atomically),
-named after the check and, with ``--at-commit``, the commit.
+named after the check and, with ``--at-commit``, the commit; ``--machine LABEL`` adds
+`` on LABEL`` to the name, so a check repeated on another machine keeps the first machine's
+result beside it (torch's float kernels differ between processors: results reproduce bit
+for bit on the machine that made them, not across machines).
 
     python benchmarks/regenerate_pretrained.py generations --generations 3
     python benchmarks/regenerate_pretrained.py generations --generations 3 --at-commit ffcb023
@@ -268,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=None, help="full: where to save the loss")
     parser.add_argument("--at-commit", default=None, help="run the package of this commit")
     parser.add_argument("--report", type=Path, default=REPORT)
+    parser.add_argument(
+        "--machine", default=None, help="label of the machine, when not the one that made it"
+    )
     parser.add_argument("--worker-output", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     argv = sys.argv[1:] if argv is None else argv
@@ -297,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn_mln._provenance import provenance
 
     section = args.mode + (f"@{commit[:7]}" if commit else "")
+    section += f" on {args.machine}" if args.machine else ""
     entry = {
         "comparison": compare(args.mode, result),
         "result": result,

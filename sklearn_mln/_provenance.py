@@ -51,6 +51,23 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: the vector extensions that decide which float kernels torch runs (and so the last bits)
+SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
+
+
+def simd_flags() -> list[str] | None:
+    """Which of :data:`SIMD_FLAGS` the processor has, where the system says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    present = set(line.split(":", 1)[1].split())
+                    return [flag for flag in SIMD_FLAGS if flag in present]
+    except OSError:
+        pass
+    return None
+
+
 def package_versions() -> dict[str, str | None]:
     """Installed versions of Python, this package and :data:`RECORDED_PACKAGES`."""
     versions: dict[str, str | None] = {
@@ -100,6 +117,7 @@ def provenance(
         "load_average": _load_average(),
         "torch_threads": threads,
         "machine": f"{platform.system()} {platform.machine()}, {cpu_model()}",
+        "simd": simd_flags(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if started is not None:

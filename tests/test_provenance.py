@@ -8,6 +8,7 @@ import pytest
 from sklearn_mln._provenance import (
     REQUIRED_KEYS,
     RESULTS,
+    SIMD_FLAGS,
     provenance,
     provenance_lines,
     tree_is_dirty,
@@ -46,5 +47,6 @@ def test_outside_a_checkout_dirtiness_is_unknown(tmp_path):
 def test_the_record_says_the_load_it_was_timed_under():
     record = provenance(seed=3)
     assert set(REQUIRED_KEYS) <= set(record)
+    assert record["simd"] is None or set(record["simd"]) <= set(SIMD_FLAGS)
     assert len(record["load_average"]) == 3 and min(record["load_average"]) >= 0
     assert f"load average {record['load_average'][0]:.2f}" in "\n".join(provenance_lines(record))
