@@ -15,9 +15,14 @@ the checks that need no evolution run in the tests):
     recorded 0.7193541638553143 exactly -- and wrote the metadata (``provenance``,
     ``command``, ``code_commit``, ``reproduction``), no field of it by hand.
 
-    * With this version the re-evaluated fitness reproduces within 1e-6 (7.5e-9 at commit
-      a4f7902: float32 rounding, less than one prediction in the 48 000, which would move
-      it by 2e-5).
+    * Floats depend on the processor (torch picks its kernels by the vector extensions it
+      finds), so "bit for bit" holds on the machine that made the file. There, with this
+      version, the re-evaluated fitness reproduced within 1e-6 (7.5e-9 at commit a4f7902:
+      float32 rounding, less than one of the 48 000 predictions, each worth 2.1e-5). On a
+      second machine (AMD EPYC with AVX2, no AVX-512) ffcb023's own code re-evaluates it 2
+      predictions off (4.2e-5) and this version 4 (8.3e-5): the report's sections
+      ``on AMD EPYC, AVX2, no AVX-512``. What is claimed on any machine, and checked by a
+      slow test in CI: within 10 predictions (2.1e-4, 0.02 pt).
     * The evolution does not rebuild bit for bit with this version. The inner loop changed
       after ffcb023 (the fast kernels among other things), which moves every generation's
       fitness in the fourth decimal (first generation: best 0.7227, mean 0.6467, against
