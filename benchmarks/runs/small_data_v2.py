@@ -9,8 +9,10 @@ joint loss of evolution config B, each with its linear and network parts
 
     python benchmarks/runs/small_data_v2.py cnn &   # one process per architecture
     python benchmarks/runs/small_data_v2.py mlp mlp2
+    python benchmarks/runs/small_data_v2.py mlp --ks 20 50   # some rows: their own folder
 """
 
+import argparse
 import sys
 
 from sklearn_mln.benchmark import run_benchmark
@@ -43,20 +45,26 @@ CNN = dict(
 )
 
 if __name__ == "__main__":
-    architectures = sys.argv[1:] or ["cnn", "mlp"]
-    cnn = CNN if "cnn" in architectures else {}
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("architectures", nargs="*", default=["cnn", "mlp"])
+    parser.add_argument("--ks", nargs="+", type=int, help="only these k (default: all)")
+    args = parser.parse_args()
+    architectures = args.architectures
+    options = {"losses": LOSSES, "ks": (10, 1, 5, 20, 50), "n_finalists": 3}
+    options.update(CNN if "cnn" in architectures else {})
+    options.update({"ks": tuple(args.ks)} if args.ks else {})
+    suffix = "_k" + "_".join(map(str, args.ks)) if args.ks else ""
     run_benchmark(
         "fashion-mnist",
-        **{"losses": LOSSES, **cnn},
+        **options,
         architectures=architectures,
         n_tasks=100,
         n_tuning_tasks=20,
         n_screening_tasks=5,
-        **({} if cnn else {"ks": (10, 1, 5, 20, 50), "n_finalists": 3}),
         # the validation images dominate a tuning run's cost; 2000 keeps the run in hours
         pool_size=2000,
         test_size=2000,
-        output=f"benchmarks/results/small_data_v2_{'_'.join(architectures)}",
+        output=f"benchmarks/results/small_data_v2_{'_'.join(architectures)}{suffix}",
         # one thread per process: on a loaded machine torch's intra-op threads wait on each
         # other (a CNN predicted 3000 images 60x slower with 2 threads than with 1)
         threads=1,
