@@ -14,7 +14,7 @@ Ratios are to (a) measured in the same run; times are medians over repeats. In t
 setting (a) and (b) are timed on a subset of the candidates (time per evaluation does not
 depend on the population size for a one-at-a-time loop).
 
-    python benchmarks/bench_population.py                    # full run (~30 min on 2 cores)
+    python benchmarks/bench_population.py                    # full run (~63 min on 2 cores)
     python benchmarks/bench_population.py --quick            # smoke run
 """
 
@@ -258,11 +258,6 @@ def main(argv=None) -> int:
         default=("mlp-digits", "cnn-fashion-mnist"),
         help="which problems to time",
     )
-    parser.add_argument(
-        "--merge",
-        action="store_true",
-        help="replace only the re-run settings in an existing --output JSON (keep the others)",
-    )
     parser.add_argument("--output", default=str(RESULTS / "population"))
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -299,14 +294,9 @@ def main(argv=None) -> int:
         result["settings"].append({**row, "commit": _commit()})
     if not (args.quick or args.skip_memory):
         result["memory"] = {**peak_rss_of_generation(32, 8), "commit": _commit()}
-    if args.merge:
-        previous = json.loads(output.with_suffix(".json").read_text())
-        fresh = {s["setting"]: s for s in result["settings"]}
-        kept = [s for s in previous["settings"] if s["setting"] not in fresh]
-        result = {**previous, **result, "settings": kept + result["settings"]}
-        result["settings"].sort(key=lambda s: (not s["setting"].startswith("mlp"), s["setting"]))
-    if not args.merge:  # a merged file holds timings of several runs: no single provenance
-        result["provenance"] = {**record, "wall_seconds": round(time.perf_counter() - started, 2)}
+    # one run, one provenance: files merged from several runs were what made the old
+    # results unverifiable, so every run writes its whole file
+    result["provenance"] = {**record, "wall_seconds": round(time.perf_counter() - started, 2)}
     _write(result, output)
     return 0
 

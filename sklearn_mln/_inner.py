@@ -30,9 +30,9 @@ from ._tasks import Task
 PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
 #: activations (floats) a population pass may hold at once; sets pass and chunk sizes.
 #: 32 MiB: a popsize 32 x 8 CNN generation on all of Fashion-MNIST (n_jobs=2) peaks at
-#: 1.87 GiB in all, 2.01 GiB at 64 MiB, 2.2 GiB at 128 MiB (benchmarks/results/population.md);
-#: one worker's chunk of it (16 x 8 members, 30000 validation images) took as long at
-#: 32 MiB as at 64.
+#: 1.69 GiB in all (benchmarks/results/population.md); in an earlier measurement, on another
+#: machine, 1.87 GiB at 32 MiB, 2.01 GiB at 64 MiB and 2.2 GiB at 128 MiB, and one worker's
+#: chunk (16 x 8 members, 30000 validation images) took as long at 32 MiB as at 64.
 MEMORY_BUDGET_FLOATS = 2**23
 
 

@@ -11,13 +11,6 @@ from sklearn_mln._provenance import REQUIRED_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-#: results made before the program wrote provenance, each with what would replace it.
-#: A file here that gains its provenance must leave the list (the test says so).
-LEGACY = {
-    "benchmarks/results/population.json": "timings of four commits merged by hand; "
-    "`python benchmarks/bench_population.py` rewrites it",
-    "benchmarks/results/population.md": "written with population.json",
-}
 
 
 def _result_files() -> list[Path]:
@@ -48,13 +41,4 @@ def _complete(record: dict) -> dict | None:
 @pytest.mark.parametrize("path", _result_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_committed_results_carry_provenance(path):
     name = path.relative_to(ROOT).as_posix()
-    has_provenance = _provenance_of(path) is not None
-    if name in LEGACY:
-        assert not has_provenance, f"{name} now has provenance: remove it from LEGACY"
-    else:
-        assert has_provenance, f"{name} does not record {REQUIRED_KEYS}"
-
-
-def test_the_legacy_list_names_existing_files():
-    for name in LEGACY:
-        assert (ROOT / name).is_file(), name
+    assert _provenance_of(path) is not None, f"{name} does not record {REQUIRED_KEYS}"
