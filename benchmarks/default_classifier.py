@@ -17,7 +17,11 @@ Reads a benchmark v2 result (``results.json`` of ``benchmarks/runs/small_data_v2
 Writes ``OUTPUT.json`` and ``OUTPUT.md``.
 
     python benchmarks/default_classifier.py benchmarks/results/default_classifier \\
-        benchmarks/results/small_data_v2_cnn benchmarks/results/small_data_v2_mlp_mlp2
+        benchmarks/results/small_data_v2_cnn benchmarks/results/small_data_v2_mlp_mlp2 \\
+        benchmarks/results/small_data_v2_mlp_k20_50
+
+Rows of one architecture may come from several runs (``small_data_v2.py ARCH --ks ...``)
+with the same tasks and grid; they are pooled.
 """
 
 from __future__ import annotations
@@ -64,6 +68,28 @@ def choose_default(result: dict) -> tuple[str, dict, float, int, dict]:
     return name, dict(params), lr, steps, table
 
 
+#: settings two runs must share for their rows to be compared (same tasks, same grid)
+SHARED_SETTINGS = (
+    "dataset", "random_state", "n_pool", "n_test", "n_tasks", "grid_lr", "grid_steps", "baselines",
+)  # fmt: skip
+
+
+def rows_of(results: list[dict], arch: str) -> dict:
+    """Every row of ``arch`` over the runs given (a ``--ks`` run adds rows to a full one)."""
+    runs = [r for r in results if arch in r["settings"]["architectures"]]
+    if not runs:
+        raise ValueError(f"no run given has rows of {arch!r}")
+    for run in runs[1:]:
+        differ = [k for k in SHARED_SETTINGS if run["settings"][k] != runs[0]["settings"][k]]
+        if differ:
+            raise ValueError(f"the {arch} runs differ in {differ}: their rows do not compare")
+    entries = [e for run in runs for e in run["results"] if e["architecture"] == arch]
+    ks = [e["k"] for e in entries]
+    if len(set(ks)) != len(ks):
+        raise ValueError(f"k given twice for {arch}: {sorted(ks)}")
+    return dict(runs[0], results=entries)
+
+
 def classifier_comparison(X_test, y_test, result, best: dict, seed: int) -> dict:
     """``MLNClassifier()`` against ``MLNClassifier`` with the row's tuned best, paired."""
     n_tasks = result["settings"]["n_tasks"]
@@ -99,15 +125,14 @@ def main(output: str, sources: list[str]) -> None:
     results = [json.loads((Path(folder) / "results.json").read_text()) for folder in sources]
     report = {"defaults": {}, "rows": [], "sources": sources}
     for kind, arch in KINDS.items():
-        result = next(r for r in results if arch in r["settings"]["architectures"])
-        rows = dict(result, results=[e for e in result["results"] if e["architecture"] == arch])
+        rows = rows_of(results, arch)
         name, params, lr, steps, regrets = choose_default(rows)
         report["defaults"][kind] = {
             "architecture": arch, "loss": name, "params": params, "lr": lr, "steps": steps,
             "mean_regret": regrets[f"{name} {params} lr {lr} steps {steps}"],
         }  # fmt: skip
         report["rows"] += _score_default(rows, name, params, lr, steps)
-    cnn = next(r for r in results if ARCHITECTURE in r["settings"]["architectures"])
+    cnn = rows_of(results, ARCHITECTURE)
     settings = cnn["settings"]
     _, _, X_test, y_test = load_splits(
         settings["dataset"], seed=settings["random_state"], pool_size=settings["n_pool"],
