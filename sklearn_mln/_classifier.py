@@ -54,7 +54,7 @@ _MAX_SEED = np.iinfo(np.int32).max
 #: tuned classical loss at any k and architecture).
 AUTO_TRAINING: dict[str, tuple[str, float, int]] = {
     "images": ("label_smoothing(smoothing=0.9)", 0.3, 100),
-    "flat": ("poly1(epsilon=1)", 0.01, 200),
+    "flat": ("cross_entropy", 0.03, 200),
 }
 #: lr and epochs for a loss the user chose, when ``lr`` / ``max_epochs`` are left at None
 MANUAL_DEFAULTS: tuple[float, int] = (0.03, 100)
