@@ -17,8 +17,8 @@ Reads a benchmark v2 result (``results.json`` of ``benchmarks/runs/small_data_v2
 Writes ``OUTPUT.json`` and ``OUTPUT.md``.
 
     python benchmarks/default_classifier.py benchmarks/results/default_classifier \\
-        benchmarks/results/small_data_v2_cnn benchmarks/results/small_data_v2_mlp_mlp2 \\
-        benchmarks/results/small_data_v2_mlp_k20_50
+        benchmarks/results/small_data_v2_cnn benchmarks/results/small_data_v2_cnn_k20 \\
+        benchmarks/results/small_data_v2_mlp_mlp2 benchmarks/results/small_data_v2_mlp_k20_50
 
 Rows of one architecture may come from several runs (``small_data_v2.py ARCH --ks ...``)
 with the same tasks and grid; they are pooled.

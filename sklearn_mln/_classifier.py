@@ -47,7 +47,8 @@ _FITTED = frozenset(
 _MAX_SEED = np.iinfo(np.int32).max
 #: What ``MLNClassifier()`` trains with (``meta_loss="auto"``), per kind of input:
 #: ``(loss, lr, epochs)``, the classical setting with the smallest mean tuning regret over
-#: k = 1 .. 50 for the default classifier of that input in the Fashion-MNIST benchmark
+#: the benchmark's rows (k = 1 .. 50 for the MLP, 1 .. 20 for the CNN) for the default
+#: classifier of that input in the Fashion-MNIST benchmark
 #: (chosen on tuning tasks only; benchmarks/default_classifier.py writes the choice and
 #: its test, benchmarks/results/default_classifier.md; a test keeps the two equal). No
 #: learned loss passed the rule for the default (not significantly worse than the best
