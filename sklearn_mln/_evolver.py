@@ -120,7 +120,8 @@ class MLNEvolver(BaseEstimator):
         the data's size and classes, the generations, the re-evaluated fitness and stop
         reason, and the provenance of :func:`sklearn_mln._provenance.provenance` (commit
         and whether the tree was dirty, versions, the running command, seed, cores, torch
-        threads, machine, date and ``wall_seconds`` of this call of ``fit``).
+        threads, machine, the inner loop's device, date and ``wall_seconds`` of this call of
+        ``fit``).
     history_ : list of dict
         Per generation: ``generation``, ``best_fitness``, ``mean_fitness``,
         ``median_fitness``, ``sigma``, ``seconds``, ``n_failures``.
@@ -456,6 +457,7 @@ class MLNEvolver(BaseEstimator):
                 seed=int(self.random_state) if isinstance(self.random_state, Integral) else None,
                 started=started,
                 threads=torch.get_num_threads(),
+                device=self.device,
             ),
         }
 

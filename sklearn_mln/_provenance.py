@@ -99,10 +99,12 @@ def provenance(
     seed: int | None = None,
     started: float | None = None,
     threads: int | None = None,
+    device: str | None = None,
 ) -> dict:
     """What produced a result: commit (and whether the tree was dirty), versions, command,
     seed, wall time since ``started`` (a :func:`time.perf_counter` value), cores, threads,
-    and the load average when it was called (timings on a busy machine say so).
+    the load average when it was called (timings on a busy machine say so) and, given the
+    torch ``device`` the work ran on, that device (a GPU by its name).
 
     ``commit`` is ``None`` outside a git checkout (an installed package).
     """
@@ -120,9 +122,22 @@ def provenance(
         "simd": simd_flags(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if device is not None:
+        record["device"] = device_name(device)
     if started is not None:
         record["wall_seconds"] = round(time.perf_counter() - started, 2)
     return record
+
+
+def device_name(device: str) -> str:
+    """``"cpu"``, or an accelerator as ``"cuda:0 (NVIDIA H200)"``."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return str(device)
 
 
 def tree_is_dirty(root: Path = ROOT) -> bool | None:
@@ -165,6 +180,8 @@ def provenance_lines(record: dict) -> list[str]:
             else ""
         ),
     ]
+    if record.get("device") not in (None, "cpu"):
+        lines.append(f"- device: {record['device']}")
     if record.get("seed") is not None:
         lines.append(f"- seed: {record['seed']}")
     if record.get("wall_seconds") is not None:

@@ -196,7 +196,9 @@ def small_data_benchmark(
     n_classes = int(max(y_pool.max(), y_test.max())) + 1
     factories = {a: architecture_factory(a, X_pool.shape[1:], n_classes) for a in architectures}
     results = []
-    record = provenance(seed=int(random_state), started=started, threads=torch.get_num_threads())
+    record = provenance(
+        seed=int(random_state), started=started, threads=torch.get_num_threads(), device=device
+    )
 
     def result() -> dict:
         return {

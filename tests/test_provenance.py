@@ -50,3 +50,22 @@ def test_the_record_says_the_load_it_was_timed_under():
     assert record["simd"] is None or set(record["simd"]) <= set(SIMD_FLAGS)
     assert len(record["load_average"]) == 3 and min(record["load_average"]) >= 0
     assert f"load average {record['load_average'][0]:.2f}" in "\n".join(provenance_lines(record))
+
+
+def test_provenance_records_the_device_only_when_given():
+    from sklearn_mln._provenance import provenance, provenance_lines
+
+    assert "device" not in provenance()
+    record = provenance(device="cpu")
+    assert record["device"] == "cpu"
+    assert not any(line.startswith("- device") for line in provenance_lines(record))
+    gpu = {**record, "device": "cuda:0 (NVIDIA H200)"}
+    assert "- device: cuda:0 (NVIDIA H200)" in provenance_lines(gpu)
+
+
+def test_an_evolved_loss_records_the_device_it_was_evolved_on(digits, tiny_evolver):
+    from sklearn_mln import MLNEvolver
+
+    X, y = digits
+    evolver = MLNEvolver(**tiny_evolver).fit(X[:300], y[:300])
+    assert evolver.meta_loss_.metadata["device"] == "cpu"

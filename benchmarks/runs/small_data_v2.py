@@ -10,6 +10,7 @@ joint loss of evolution config B, each with its linear and network parts
     python benchmarks/runs/small_data_v2.py cnn &   # one process per architecture
     python benchmarks/runs/small_data_v2.py mlp mlp2
     python benchmarks/runs/small_data_v2.py mlp --ks 20 50   # some rows: their own folder
+    python benchmarks/runs/small_data_v2.py cnn --ks 50 --device cuda   # on a GPU
 """
 
 import argparse
@@ -48,10 +49,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("architectures", nargs="*", default=["cnn", "mlp"])
     parser.add_argument("--ks", nargs="+", type=int, help="only these k (default: all)")
+    parser.add_argument("--device", default="cpu", help="torch device of the inner loop")
     args = parser.parse_args()
     architectures = args.architectures
     options = {"losses": LOSSES, "ks": (10, 1, 5, 20, 50), "n_finalists": 3}
-    options.update(CNN if "cnn" in architectures else {})
+    options.update(CNN if any(a.startswith("cnn") for a in architectures) else {})
     options.update({"ks": tuple(args.ks)} if args.ks else {})
     suffix = "_k" + "_".join(map(str, args.ks)) if args.ks else ""
     run_benchmark(
@@ -68,5 +70,6 @@ if __name__ == "__main__":
         # one thread per process: on a loaded machine torch's intra-op threads wait on each
         # other (a CNN predicted 3000 images 60x slower with 2 threads than with 1)
         threads=1,
+        device=args.device,
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
