@@ -8,7 +8,8 @@ Reads a benchmark v2 result (``results.json`` of ``benchmarks/runs/small_data_v2
    tuning tasks only;
 2. scores that one setting on every row's test tasks (the same tasks and initial weights
    as the benchmark) and reports the paired difference to the row's tuned best classical
-   loss;
+   loss, also on the rows of the architectures it was not chosen on (mlp2, cnn-wide) where
+   the sources have them;
 3. trains ``MLNClassifier()`` itself through its public API, with no arguments, on the
    default CNN's 10-shot test tasks, beside ``MLNClassifier`` given the row's tuned best
    classical setting, with the same ``random_state`` per task (same initial weights), and
@@ -18,7 +19,9 @@ Writes ``OUTPUT.json`` and ``OUTPUT.md``.
 
     python benchmarks/default_classifier.py benchmarks/results/default_classifier \\
         benchmarks/results/small_data_v2_cnn benchmarks/results/small_data_v2_cnn_k20 \\
-        benchmarks/results/small_data_v2_mlp_mlp2 benchmarks/results/small_data_v2_mlp_k20_50
+        benchmarks/results/small_data_v2_cnn_k50 benchmarks/results/small_data_v2_mlp_mlp2 \\
+        benchmarks/results/small_data_v2_mlp_k20_50 benchmarks/results/small_data_v2_mlp2_k20_50 \\
+        benchmarks/results/small_data_v2_cnn-wide_k1_5
 
 Rows of one architecture may come from several runs (``small_data_v2.py ARCH --ks ...``)
 with the same tasks and grid; they are pooled.
@@ -117,6 +120,8 @@ def classifier_comparison(X_test, y_test, result, best: dict, seed: int) -> dict
 
 #: the default classifier of each kind of input, as in MLNClassifier.AUTO_TRAINING
 KINDS = {"images": "cnn", "flat": "mlp"}
+#: the architecture of each kind the default was not chosen on: scored where a source has it
+UNSEEN = {"images": "cnn-wide", "flat": "mlp2"}
 
 
 def main(output: str, sources: list[str]) -> None:
@@ -132,6 +137,9 @@ def main(output: str, sources: list[str]) -> None:
             "mean_regret": regrets[f"{name} {params} lr {lr} steps {steps}"],
         }  # fmt: skip
         report["rows"] += _score_default(rows, name, params, lr, steps)
+        if any(UNSEEN[kind] in r["settings"]["architectures"] for r in results):
+            unseen = rows_of(results, UNSEEN[kind])
+            report["rows"] += _score_default(unseen, name, params, lr, steps)
     cnn = rows_of(results, ARCHITECTURE)
     settings = cnn["settings"]
     _, _, X_test, y_test = load_splits(
@@ -204,7 +212,8 @@ def markdown(report: dict) -> str:
     lines += [
         "",
         "The default against each row's tuned best classical loss, on the row's test tasks "
-        "(paired):",
+        f"(paired; {' and '.join(UNSEEN.values())} rows, where given, check the choice on "
+        "architectures it was not made on):",
         "",
         "| architecture | k | tuned best classical | default: Δ pt (95 % CI) | W/T/L | p |",
         "|---|---|---|---|---|---|",
