@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNetClassifier
 from torch import nn
 
+from ._inner import cuda_index
 from ._modules import default_module_factory
 from ._resolve import resolve_loss
 from ._validation import check_random_state, check_sample_shape
@@ -131,10 +132,8 @@ def _check_module_output(net: NeuralNetClassifier, X: np.ndarray, n_classes: int
 
 
 def _rng_devices(device) -> list[int]:
-    device = torch.device(device)
-    if device.type == "cuda" and torch.cuda.is_available():
-        return [device.index if device.index is not None else torch.cuda.current_device()]
-    return []
+    index = cuda_index(device)
+    return [] if index is None else [index]
 
 
 class MLNClassifier(ClassifierMixin, BaseEstimator):

@@ -89,6 +89,14 @@ def make_task_batch(
     )
 
 
+def cuda_index(device) -> int | None:
+    """The index of the CUDA device ``device`` names (``"cuda"``: the current one), else None."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        return device.index if device.index is not None else torch.cuda.current_device()
+    return None
+
+
 def to_tensor(array: np.ndarray | Tensor, device: str) -> Tensor:
     """A tensor sharing ``array``'s memory where it can, read-only arrays included.
 

@@ -133,11 +133,12 @@ def device_name(device: str) -> str:
     """``"cpu"``, or an accelerator as ``"cuda:0 (NVIDIA H200)"``."""
     import torch
 
-    device = torch.device(device)
-    if device.type == "cuda" and torch.cuda.is_available():
-        index = device.index if device.index is not None else torch.cuda.current_device()
+    from ._inner import cuda_index
+
+    index = cuda_index(device)
+    if index is not None:
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    return str(device)
+    return str(torch.device(device))
 
 
 def tree_is_dirty(root: Path = ROOT) -> bool | None:
