@@ -10,7 +10,7 @@ joint loss of evolution config B, each with its linear and network parts
     python benchmarks/runs/small_data_v2.py cnn &   # one process per architecture
     python benchmarks/runs/small_data_v2.py mlp mlp2
     python benchmarks/runs/small_data_v2.py mlp --ks 20 50   # some rows: their own folder
-    python benchmarks/runs/small_data_v2.py cnn --ks 50 --device cuda   # on a GPU
+    python benchmarks/runs/small_data_v2.py cnn --ks 50 --device cuda   # on a GPU: *_cuda/
 """
 
 import argparse
@@ -56,6 +56,8 @@ if __name__ == "__main__":
     options.update(CNN if any(a.startswith("cnn") for a in architectures) else {})
     options.update({"ks": tuple(args.ks)} if args.ks else {})
     suffix = "_k" + "_".join(map(str, args.ks)) if args.ks else ""
+    # a run on another device has its own folder: it never overwrites the CPU rows
+    suffix += "" if args.device == "cpu" else "_" + args.device.replace(":", "")
     run_benchmark(
         "fashion-mnist",
         **options,
