@@ -77,7 +77,8 @@ def build_mixture(
                 lr=training["lr"],
                 steps=training["steps"],
             )
-            for shots in args.shots:
+            shots_of = args.cnn_shots if architecture == "cnn" and args.cnn_shots else args.shots
+            for shots in shots_of:
                 split_seed, reeval_seed = draw_seeds(rng, 2)
                 components.append(
                     Problem.from_pool(
@@ -110,6 +111,14 @@ def main(argv=None) -> int:
     parser.add_argument("--architectures", nargs="+", default=["mlp", "cnn"],
                         choices=sorted(TRAINING))  # fmt: skip
     parser.add_argument("--shots", nargs="+", type=int, default=[1, 5, 10, 20, 50])
+    parser.add_argument(
+        "--cnn-shots",
+        nargs="+",
+        type=int,
+        default=None,
+        help="k of the CNN components (default: --shots); the CNN is about "
+        "50x the MLP's cost, so a few CNN components keep the mixture honest",
+    )
     parser.add_argument("--init", default="label_smoothing(smoothing=0.9)")
     parser.add_argument("--structure", default="per_class", choices=("per_class", "joint"))
     parser.add_argument("--true-class-input", action="store_true")
@@ -126,7 +135,7 @@ def main(argv=None) -> int:
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
-    if min(args.shots) < 1:
+    if min(args.shots + (args.cnn_shots or [])) < 1:
         parser.error("--shots: every k must be at least 1")
 
     started = time.perf_counter()
