@@ -7,7 +7,7 @@ In the same run, interleaved with the fits and on the same work (popsize x n_tas
 classifiers, same loss architecture, classifier and SGD settings):
 
   reference   -- the one-at-a-time loop (``nn.Module`` + ``torch.optim.SGD``,
-                 :func:`sklearn_mln._inner.score_reference`), 1 torch thread
+                 :func:`sklearn_mln._evolution._inner.score_reference`), 1 torch thread
   reference x2 -- the same loop over 2 joblib workers (1 thread each): a one-at-a-time
                  loop that uses both cores
   kernel      -- the population kernel alone (``evaluate_population``, 1 process): the
@@ -38,12 +38,19 @@ import numpy as np
 import torch
 
 from sklearn_mln import MLP, MetaLossNetwork, MLNEvolver
-from sklearn_mln._evolver import resolve_module_factory
-from sklearn_mln._inner import InnerConfig, make_task_batch, score_reference
-from sklearn_mln._parallel import evaluate_population
-from sklearn_mln._provenance import provenance, provenance_lines
-from sklearn_mln._tasks import class_indices, draw_seeds, sample_tasks
 from sklearn_mln.datasets import load_digits_images, load_fashion_mnist
+from sklearn_mln.toolkit import (
+    InnerConfig,
+    class_indices,
+    draw_seeds,
+    evaluate_population,
+    make_task_batch,
+    provenance,
+    provenance_lines,
+    resolve_module_factory,
+    sample_tasks,
+    score_reference,
+)
 
 RESULTS = Path(__file__).parent / "results" / "evolution_speed"
 SEED = 0

@@ -33,13 +33,20 @@ import numpy as np
 import torch
 
 from sklearn_mln import MetaLossNetwork
-from sklearn_mln._inner import InnerConfig, make_task_batch, score_reference
-from sklearn_mln._modules import default_module_factory
-from sklearn_mln._parallel import evaluate_population
-from sklearn_mln._provenance import provenance, provenance_lines
-from sklearn_mln._strategy import CMAStrategy
-from sklearn_mln._tasks import class_indices, draw_seeds, sample_tasks
 from sklearn_mln.datasets import load_digits_images, load_fashion_mnist
+from sklearn_mln.toolkit import (
+    CMAStrategy,
+    InnerConfig,
+    class_indices,
+    default_module_factory,
+    draw_seeds,
+    evaluate_population,
+    make_task_batch,
+    provenance,
+    provenance_lines,
+    sample_tasks,
+    score_reference,
+)
 
 RESULTS = Path(__file__).parent / "results"
 

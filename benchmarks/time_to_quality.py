@@ -5,7 +5,7 @@ CNN on Fashion-MNIST, 10-shot, the shipped loss's evolution settings (pool: the 
 sigma0 0.05, 16 re-evaluation tasks). One *quality* scale for everything: the mean accuracy,
 on 50 fixed 10-shot tasks drawn from 10000 other training-split images (never the pool,
 never the test split), of classifiers trained with the loss at its own step size for 100
-steps (:func:`sklearn_mln._tuning.score_settings`).
+steps (:func:`sklearn_mln.benchmark._tuning.score_settings`).
 
 Each evolution configuration runs through the public API, ``fit`` after ``fit`` on one
 checkpoint with a growing ``n_generations``; after each, ``meta_loss_`` (what a user who
@@ -44,15 +44,16 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from sklearn_mln import MLNEvolver, load_pretrained
-from sklearn_mln._archive import atomic_write_bytes
-from sklearn_mln._classical import ClassicalLoss
-from sklearn_mln._classifier import AUTO_TRAINING
-from sklearn_mln._modules import architecture_factory
-from sklearn_mln._provenance import provenance, provenance_lines
-from sklearn_mln._tuning import Setting, score_settings
-from sklearn_mln.benchmark import CLASSICAL_GRIDS, _rng, _shared_tasks
+from sklearn_mln import ClassicalLoss, MLNEvolver, load_pretrained
+from sklearn_mln.benchmark import CLASSICAL_GRIDS, Setting, score_settings, shared_tasks, task_rng
 from sklearn_mln.datasets import load_fashion_mnist
+from sklearn_mln.toolkit import (
+    AUTO_TRAINING,
+    architecture_factory,
+    atomic_write_bytes,
+    provenance,
+    provenance_lines,
+)
 
 RESULTS = Path(__file__).parent / "results" / "time_to_quality"
 SEED = 0
@@ -97,7 +98,9 @@ class Problem:
         self.X_pool, self.y_pool = X[self.pool], y[self.pool]
         self.X_fixed, self.y_fixed = X[held_out], y[held_out]
         self.factory = architecture_factory("cnn", X.shape[1:], 10)
-        self.fixed = _shared_tasks(self.X_fixed, self.y_fixed, K, N_FIXED_TASKS, _rng(SEED, 7, K))
+        self.fixed = shared_tasks(
+            self.X_fixed, self.y_fixed, K, N_FIXED_TASKS, task_rng(SEED, 7, K)
+        )
 
     def fixed_accuracy(self, loss, lr: float) -> np.ndarray:
         setting = Setting("loss", (), float(lr), STEPS)
@@ -141,7 +144,7 @@ def run_references(problem: Problem) -> dict:
 def run_grid(problem: Problem) -> dict:
     """Label smoothing over (ε, lr), picked on pool tasks as a user would."""
     started = time.perf_counter()
-    tasks = _shared_tasks(problem.X_pool, problem.y_pool, K, N_GRID_TASKS, _rng(SEED, 8, K))
+    tasks = shared_tasks(problem.X_pool, problem.y_pool, K, N_GRID_TASKS, task_rng(SEED, 8, K))
     smoothings = CLASSICAL_GRIDS["label_smoothing"]["smoothing"]
     settings = [Setting("ls", (("smoothing", e),), lr, STEPS) for e in smoothings for lr in GRID_LR]
     modules = {

@@ -6,11 +6,11 @@ generalise well (Hai & Liu, "Evolving parametrized Loss for Image Classification
 Learning on Small Datasets").
 """
 
-from ._classical import ClassicalLoss
-from ._classifier import MLNClassifier
-from ._evolver import MLNEvolver
-from ._meta_loss import MetaLossNetwork, load_meta_loss
-from ._modules import MLP, SmallCNN
+from ._classifier._estimator import MLNClassifier
+from ._classifier._nets import MLP, SmallCNN
+from ._evolution._evolver import MLNEvolver
+from ._losses._classical import ClassicalLoss
+from ._losses._meta_loss import MetaLossNetwork, load_meta_loss
 from ._version import __version__
 from .pretrained import load_pretrained
 

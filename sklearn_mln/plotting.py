@@ -193,7 +193,7 @@ def loss_curve(loss, p, n_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
     >>> bool(np.isclose(value[0], np.log(2))), bool(np.isclose(grad[0], -2.0))
     (True, True)
     """
-    from ._resolve import resolve_loss
+    from ._losses._resolve import resolve_loss
 
     module = resolve_loss(loss)
     return _curve(module, np.asarray(p, dtype=np.float64), n_classes)
@@ -285,7 +285,7 @@ def plot_loss_shape(
     ['smoothing 0.2', 'cross_entropy']
     """
     plt = _pyplot()
-    from ._resolve import resolve_loss
+    from ._losses._resolve import resolve_loss
 
     if isinstance(baselines, str):
         baselines = (baselines,)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import TINY_EVOLVER
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sklearn.exceptions import NotFittedError
@@ -27,16 +28,6 @@ SETTINGS = settings(
     max_examples=12,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-TINY_EVOLVER = dict(
-    n_shots=2,
-    n_tasks=1,
-    popsize=2,
-    n_generations=1,
-    inner_steps=2,
-    n_reeval_tasks=1,
-    hidden_sizes=(2,),
-    random_state=0,
 )
 ESTIMATORS = {
     "evolver": lambda: MLNEvolver(**TINY_EVOLVER),

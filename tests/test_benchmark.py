@@ -7,22 +7,22 @@ import pytest
 import torch
 
 from sklearn_mln import ClassicalLoss, MetaLossNetwork
-from sklearn_mln._inner import (
+from sklearn_mln._classifier._nets import architecture_factory
+from sklearn_mln._evolution._inner import (
     InnerConfig,
     score_population,
     score_population_at_steps,
 )
-from sklearn_mln._modules import architecture_factory
-from sklearn_mln._provenance import REQUIRED_KEYS
-from sklearn_mln._tuning import Setting, score_settings, tune
+from sklearn_mln._utils._provenance import REQUIRED_KEYS
 from sklearn_mln.benchmark import (
     CLASSICAL_GRIDS,
-    _shared_tasks,
     benchmark_markdown,
     run_benchmark,
+    shared_tasks,
     small_data_benchmark,
     write_benchmark_report,
 )
+from sklearn_mln.benchmark._tuning import Setting, score_settings, tune
 from sklearn_mln.datasets import load_digits_images
 
 
@@ -45,7 +45,7 @@ def splits():
 @pytest.fixture(scope="module")
 def tasks(splits):
     X_pool, y_pool, _, _ = splits
-    return _shared_tasks(X_pool, y_pool, 2, 3, np.random.RandomState(1))
+    return shared_tasks(X_pool, y_pool, 2, 3, np.random.RandomState(1))
 
 
 TINY = dict(ks=[2], n_tasks=3, n_tuning_tasks=2, grid_lr=[0.1, 0.3], grid_steps=[5, 10])
@@ -182,7 +182,7 @@ def test_bad_arguments_are_refused_before_any_training(splits):
 
 def test_screening_keeps_the_best_settings_and_picks_on_all_tasks(splits):
     X_pool, y_pool = splits[:2]
-    batch = _shared_tasks(X_pool, y_pool, 2, 5, np.random.RandomState(2))
+    batch = shared_tasks(X_pool, y_pool, 2, 5, np.random.RandomState(2))
     factory = architecture_factory("mlp", X_pool.shape[1:], 10)
     values = (0.1, 0.5, 0.9)
     modules = {
@@ -251,10 +251,10 @@ def test_a_run_may_give_each_baseline_a_smaller_grid(splits):
 
 def test_a_final_pick_on_the_lr_edge_grows_the_grid_again(splits, monkeypatch):
     """Screening favours an interior lr, all tasks the largest: the grid grows at the end."""
-    import sklearn_mln._tuning as bench
+    import sklearn_mln.benchmark._tuning as bench
 
     X_pool, y_pool = splits[:2]
-    batch = _shared_tasks(X_pool, y_pool, 1, 6, np.random.RandomState(3))
+    batch = shared_tasks(X_pool, y_pool, 1, 6, np.random.RandomState(3))
     screening_seeds = set(batch.init_seeds[:2].tolist())
 
     def fake_scores(settings, modules, module_factory, batch, X_val, *, scores=None, **kw):

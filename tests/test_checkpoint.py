@@ -12,28 +12,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SLOWED_EVOLUTION, generations_in, sigkill_after_generations
+from _helpers import SLOWED_EVOLUTION, generations_in, sigkill_after_generations
 
 import sklearn_mln
-import sklearn_mln._archive as archive_module
-import sklearn_mln._checkpoint as checkpoint_module
-import sklearn_mln._evolver as evolver_module
+import sklearn_mln._evolution._checkpoint as checkpoint_module
+import sklearn_mln._evolution._evolver as evolver_module
+import sklearn_mln._utils._archive as archive_module
 from sklearn_mln import MLNEvolver
-from sklearn_mln._checkpoint import load_checkpoint, save_checkpoint
-from sklearn_mln._strategy import CMAStrategy, _CMAPickler, unpickle_es
+from sklearn_mln._evolution._checkpoint import load_checkpoint, save_checkpoint
+from sklearn_mln._evolution._strategy import CMAStrategy, _CMAPickler, unpickle_es
 
 
 @pytest.fixture(scope="module")
 def cfg(tiny_evolver):
     """The tiny evolution settings, 6 generations."""
     return {**tiny_evolver, "n_generations": 6}
-
-
-@pytest.fixture(scope="module")
-def pool(digits_flat):
-    """The first 300 digits, flat."""
-    X, y = digits_flat
-    return X[:300], y[:300]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from skorch.callbacks import EpochScoring
 from skorch.dataset import ValidSplit
 
 from sklearn_mln import MLP, ClassicalLoss, MetaLossNetwork, MLNClassifier, SmallCNN
-from sklearn_mln._inner import train_reference
+from sklearn_mln._evolution._inner import train_reference
 
 
 @parametrize_with_checks(
@@ -44,7 +44,7 @@ def test_user_story(digits, layout, max_epochs):
 
 @pytest.mark.parametrize("shape, name", [((1, 8, 8), "cnn"), ((64,), "mlp")])
 def test_default_classifier_is_an_architecture_of_the_table(shape, name):
-    from sklearn_mln._modules import architecture_factory, default_module_factory
+    from sklearn_mln._classifier._nets import architecture_factory, default_module_factory
 
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -343,6 +343,19 @@ def test_unknown_kwargs_raise_in_fit(digits_flat, kwargs, message):
         assert not hasattr(estimator, "net_")
 
 
+def test_fitted_attributes_never_become_params(digits_flat):
+    """Whatever fit sets (now or in a later version) stays out of get_params and clone."""
+    X, y = digits_flat
+    clf = MLNClassifier(max_epochs=2, module__hidden_sizes=(8,), random_state=0)
+    before = clf.get_params()
+    clf.fit(X[:60], y[:60])
+    clf.some_new_statistic_ = 1.0  # a fitted attribute a future fit might add
+    fitted = {k for k in vars(clf) if k.endswith("_") and not k.startswith("_")}
+    assert {"classes_", "net_", "history_", "some_new_statistic_"} <= fitted
+    assert clf.get_params() == before
+    assert clone(clf).get_params().keys() == before.keys()
+
+
 def test_routed_kwargs_are_params():
     clf = MLNClassifier(max_epochs=3, module__hidden_sizes=(8,), optimizer__weight_decay=0.1)
     params = clf.get_params()
@@ -423,8 +436,8 @@ def test_joint_meta_loss_must_match_number_of_classes(digits_flat):
 def test_auto_trains_with_the_measured_default_of_the_input(digits, digits_flat):
     """meta_loss="auto" takes loss, lr and epochs from AUTO_TRAINING by kind of input; an
     explicit lr or max_epochs wins; a chosen loss keeps the plain defaults."""
-    from sklearn_mln._classifier import AUTO_TRAINING, MANUAL_DEFAULTS
-    from sklearn_mln._resolve import resolve_loss
+    from sklearn_mln._classifier._estimator import AUTO_TRAINING, MANUAL_DEFAULTS
+    from sklearn_mln._losses._resolve import resolve_loss
 
     for (X, y), kind in ((digits, "images"), (digits_flat, "flat")):
         loss, lr, epochs = AUTO_TRAINING[kind]
@@ -441,12 +454,12 @@ def test_auto_trains_with_the_measured_default_of_the_input(digits, digits_flat)
 
 
 def test_auto_training_is_the_committed_benchmark_choice():
-    """AUTO_TRAINING says what benchmarks/default_classifier.py chose and tested."""
+    """AUTO_TRAINING says what benchmarks/tools/default_classifier.py chose and tested."""
     import json
     from pathlib import Path
 
-    from sklearn_mln._classifier import AUTO_TRAINING
-    from sklearn_mln._resolve import resolve_loss
+    from sklearn_mln._classifier._estimator import AUTO_TRAINING
+    from sklearn_mln._losses._resolve import resolve_loss
 
     report = Path(__file__).resolve().parents[1] / "benchmarks/results/default_classifier.json"
     if not report.is_file():

@@ -18,13 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import SLOWED_EVOLUTION, generations_in, sigkill_after_generations
+from _helpers import SLOWED_EVOLUTION, generations_in, sigkill_after_generations
 
 import sklearn_mln
 from sklearn_mln import MLNEvolver, load_meta_loss
-from sklearn_mln.__main__ import main
-from sklearn_mln._cli import options_for, parameter_docs, plain, show, values
-from sklearn_mln._cli_parser import (
+from sklearn_mln._classifier._nets import ARCHITECTURES
+from sklearn_mln._cli._main import main
+from sklearn_mln._cli._options import options_for, parameter_docs, plain, show, values
+from sklearn_mln._cli._parser import (
     BENCHMARK_OPTIONS,
     BENCHMARK_PROVIDED,
     EVOLVE_OPTIONS,
@@ -32,8 +33,7 @@ from sklearn_mln._cli_parser import (
     PRESETS,
     build_parser,
 )
-from sklearn_mln._meta_loss import ACTIVATIONS, INPUTS, STRUCTURES
-from sklearn_mln._modules import ARCHITECTURES
+from sklearn_mln._losses._meta_loss import ACTIVATIONS, INPUTS, STRUCTURES
 from sklearn_mln.benchmark import CLASSICAL_GRIDS, small_data_benchmark
 
 pytestmark = [pytest.mark.usefixtures("no_data_env"), pytest.mark.timeout(120)]
@@ -270,7 +270,7 @@ def test_resume_after_max_time_gives_the_uninterrupted_result(
 _CHILD = (
     SLOWED_EVOLUTION
     + """
-from sklearn_mln.__main__ import main
+from sklearn_mln._cli._main import main
 main(sys.argv[1:])
 """
 )
@@ -453,10 +453,24 @@ def test_evaluate_a_saved_loss_on_the_same_held_out_half(
         assert name in table
 
 
-def test_architecture_page_names_every_module():
-    """docs/architecture.rst is kept true: every module of the package has its row."""
+def test_architecture_page_matches_the_package():
+    """docs/architecture.rst is kept true: every module and wing of the package has its row,
+    and every row names a module or wing that exists."""
+    import re
+
     page = (ROOT / "docs" / "architecture.rst").read_text()
     package = Path(sklearn_mln.__file__).parent
-    modules = {p.stem for p in package.glob("*.py") if p.stem != "__init__"} | {"pretrained"}
-    missing = {m for m in modules if f"``{m}``" not in page}
-    assert not missing, f"docs/architecture.rst does not say what {sorted(missing)} own"
+    modules = set()
+    for path in package.rglob("*.py"):
+        parts = path.relative_to(package).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if parts:
+            modules.add(".".join(parts))
+    rows = set(re.findall(r"^   \* - ``([\w.]+)``", page, flags=re.M))
+    assert modules - rows == set(), (
+        f"docs/architecture.rst does not say what {sorted(modules - rows)} own"
+    )
+    assert rows - modules == set(), (
+        f"docs/architecture.rst names {sorted(rows - modules)}, not in the package"
+    )

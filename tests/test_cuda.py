@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from sklearn_mln import ClassicalLoss, MLNClassifier, MLNEvolver, load_pretrained
-from sklearn_mln._modules import architecture_factory
-from sklearn_mln._provenance import provenance, provenance_lines
-from sklearn_mln._tuning import Setting, score_settings
-from sklearn_mln.benchmark import _shared_tasks
+from sklearn_mln._classifier._nets import architecture_factory
+from sklearn_mln._utils._provenance import provenance, provenance_lines
+from sklearn_mln.benchmark import shared_tasks
+from sklearn_mln.benchmark._tuning import Setting, score_settings
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA d
 def test_inner_loop_scores_tasks_as_on_the_cpu(digits, architecture):
     X, y = digits
     X = X if architecture == "cnn" else X.reshape(len(X), -1)
-    tasks = _shared_tasks(X, y, 5, 6, np.random.RandomState(0))
+    tasks = shared_tasks(X, y, 5, 6, np.random.RandomState(0))
     factory = architecture_factory(architecture, X.shape[1:], 10)
     modules = {
         ("cross_entropy", ()): ClassicalLoss("cross_entropy"),

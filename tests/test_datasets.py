@@ -9,8 +9,8 @@ import pytest
 from sklearn.utils import Bunch
 
 from sklearn_mln import datasets
-from sklearn_mln._user_data import DataFileError, read_data_file
 from sklearn_mln.datasets import load_cifar10, load_digits_images, load_fashion_mnist
+from sklearn_mln.datasets._user_data import DataFileError, read_data_file
 
 FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 pytestmark = pytest.mark.usefixtures("no_data_env")

@@ -13,7 +13,7 @@ from joblib import parallel_config
 
 import sklearn_mln
 from sklearn_mln import MLNEvolver
-from sklearn_mln._parallel import _active_dask_backend
+from sklearn_mln._evolution._parallel import _active_dask_backend
 
 distributed = pytest.importorskip("distributed")
 
@@ -22,13 +22,6 @@ distributed = pytest.importorskip("distributed")
 def tiny(tiny_evolver):
     """The tiny settings of tests/conftest.py, 3 generations."""
     return {**tiny_evolver, "n_generations": 3}
-
-
-@pytest.fixture(scope="module")
-def pool(digits_flat):
-    """The first 300 digits, flat."""
-    X, y = digits_flat
-    return X[:300], y[:300]
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_mln import MetaLossNetwork, MLNEvolver, load_meta_loss
-from sklearn_mln._evolution import start_point
-from sklearn_mln._meta_loss import MetaLossSpec
-from sklearn_mln._strategy import DIAGONAL_THRESHOLD, CMAStrategy
+from sklearn_mln._evolution._state import start_point
+from sklearn_mln._evolution._strategy import DIAGONAL_THRESHOLD, CMAStrategy
+from sklearn_mln._losses._meta_loss import MetaLossSpec
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from sklearn_mln import ClassicalLoss, MetaLossNetwork
-from sklearn_mln._inner import (
+from sklearn_mln._classifier._nets import MLP, default_module_factory, supports_population
+from sklearn_mln._evolution._inner import (
     InnerConfig,
     init_population,
     make_task_batch,
@@ -12,9 +13,8 @@ from sklearn_mln._inner import (
     score_reference,
     train_population,
 )
-from sklearn_mln._modules import MLP, default_module_factory, supports_population
-from sklearn_mln._parallel import evaluate_population
-from sklearn_mln._tasks import class_indices, draw_seeds, sample_tasks
+from sklearn_mln._evolution._parallel import evaluate_population
+from sklearn_mln._evolution._tasks import class_indices, draw_seeds, sample_tasks
 from sklearn_mln.datasets import load_digits_images
 
 
@@ -193,7 +193,7 @@ def test_inner_loop_leaves_torch_rng_alone(digits):
 @pytest.mark.parametrize("values", ["relu", "ties"])
 def test_max_pool_matches_torch_values_and_gradients(shape, values):
     """Same values and gradients as ``F.max_pool2d``, ties and odd sizes included."""
-    from sklearn_mln._modules import max_pool_2x2
+    from sklearn_mln._classifier._nets import max_pool_2x2
 
     gen = torch.Generator().manual_seed(0)
     if values == "relu":
@@ -281,7 +281,7 @@ def test_progress_input_follows_the_same_schedule_in_both_loops(digits):
 
 
 def test_tuning_tells_a_meta_loss_its_progress_and_leaves_it_untold(digits):
-    from sklearn_mln._tuning import Setting, score_settings
+    from sklearn_mln.benchmark._tuning import Setting, score_settings
 
     X, y = digits
     config, batch, X_val = _setup(X.reshape(len(X), -1), y, n_tasks=2, steps=5)

@@ -64,11 +64,67 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_no_import_cycle():
     graph = _import_graph()
     # the graph sees relative imports, of a subpackage and out of one
-    assert "sklearn_mln.pretrained" in graph["sklearn_mln._resolve"]
-    assert "sklearn_mln._meta_loss" in graph["sklearn_mln.pretrained"]
-    assert "sklearn_mln._evolver" in graph["sklearn_mln"]
+    assert "sklearn_mln.pretrained" in graph["sklearn_mln._losses._resolve"]
+    assert "sklearn_mln._losses._meta_loss" in graph["sklearn_mln.pretrained"]
+    assert "sklearn_mln._evolution._evolver" in graph["sklearn_mln"]
     assert _cycles(graph) == []
 
 
 def test_the_graph_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+#: the wings, lowest first (docs/architecture.rst): a module imports only its own wing and
+#: wings of a lower rank
+WING_RANK = {
+    "_version": 0,
+    "_utils": 0,
+    "_losses": 1,
+    "pretrained": 1,
+    "datasets": 1,
+    "_classifier": 2,
+    "_evolution": 3,
+    "benchmark": 4,
+    "plotting": 4,
+    "toolkit": 5,
+    "_cli": 5,
+    "__main__": 6,
+    "": 7,  # the package root
+}
+
+
+def _wing(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def test_wings_import_downwards_only():
+    graph = _import_graph()
+    assert {_wing(m) for m in graph} == set(WING_RANK), "a new wing needs its rank here"
+    upwards = [
+        (module, dep)
+        for module, deps in graph.items()
+        for dep in deps
+        if WING_RANK[_wing(dep)] > WING_RANK[_wing(module)]
+    ]
+    assert upwards == []
+
+
+def test_nothing_outside_the_package_imports_a_private_module():
+    root = PACKAGE.parent
+    offenders = []
+    for folder in ("benchmarks", "examples", "docs"):
+        for path in (root / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                elif isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                for name in names:
+                    parts = name.split(".")
+                    if parts[0] == "sklearn_mln" and any(
+                        p.startswith("_") and not p.startswith("__") for p in parts[1:]
+                    ):
+                        offenders.append(f"{path.relative_to(root)}: {name}")
+    assert offenders == []

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 import sklearn_mln.pretrained
 from sklearn_mln import ClassicalLoss, MetaLossNetwork, load_meta_loss
-from sklearn_mln._loss_file import FORMAT_NAME, FORMAT_VERSIONS
-from sklearn_mln._loss_kernels import ACTIVATIONS_AND_SLOPES
-from sklearn_mln._meta_loss import (
+from sklearn_mln._losses._file import FORMAT_NAME, FORMAT_VERSIONS
+from sklearn_mln._losses._kernels import ACTIVATIONS_AND_SLOPES
+from sklearn_mln._losses._meta_loss import (
     ACTIVATIONS,
     DEFAULT_PROGRESS,
     INPUTS,
@@ -22,7 +22,7 @@ from sklearn_mln._meta_loss import (
     MetaLossSpec,
     meta_loss_per_sample,
 )
-from sklearn_mln._resolve import frozen_copy, resolve_loss
+from sklearn_mln._losses._resolve import frozen_copy, resolve_loss
 
 ALL_SPECS = [
     dict(structure=s, inputs=i, anchor=a)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from sklearn_mln import load_meta_loss
-from sklearn_mln._evolution import EvolutionState, MixtureProblem, Problem, evolve
-from sklearn_mln._inner import InnerConfig
-from sklearn_mln._meta_loss import MetaLossSpec
-from sklearn_mln._modules import default_module_factory
-from sklearn_mln._strategy import CMAStrategy
+from sklearn_mln._classifier._nets import default_module_factory
+from sklearn_mln._evolution._inner import InnerConfig
+from sklearn_mln._evolution._state import EvolutionState, MixtureProblem, Problem, evolve
+from sklearn_mln._evolution._strategy import CMAStrategy
+from sklearn_mln._losses._meta_loss import MetaLossSpec
 
 
 def _pool(seed, n=60, shape=(4,)):
@@ -110,7 +110,7 @@ def test_evolution_on_a_mixture_finds_the_compromise_of_its_components():
 
 
 def test_the_mixture_script_saves_a_loss_with_its_components_and_provenance(tmp_path, capsys):
-    script = Path(__file__).resolve().parents[1] / "benchmarks/runs/mixture_evolution.py"
+    script = Path(__file__).resolve().parents[1] / "benchmarks/experiments/mixture_evolution.py"
     spec = importlib.util.spec_from_file_location("mixture_evolution", script)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

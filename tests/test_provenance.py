@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from sklearn_mln._provenance import (
+from sklearn_mln._utils._provenance import (
     REQUIRED_KEYS,
     RESULTS,
     SIMD_FLAGS,
@@ -53,7 +53,7 @@ def test_the_record_says_the_load_it_was_timed_under():
 
 
 def test_provenance_records_the_device_only_when_given():
-    from sklearn_mln._provenance import provenance, provenance_lines
+    from sklearn_mln._utils._provenance import provenance, provenance_lines
 
     assert "device" not in provenance()
     record = provenance(device="cpu")

@@ -16,8 +16,8 @@ from sklearn_mln import (
     load_meta_loss,
     load_pretrained,
 )
-from sklearn_mln._provenance import REQUIRED_KEYS
-from sklearn_mln._strategy import CMAStrategy
+from sklearn_mln._evolution._strategy import CMAStrategy
+from sklearn_mln._utils._provenance import REQUIRED_KEYS
 
 TINY = dict(
     n_shots=3,
@@ -108,7 +108,7 @@ def test_loading_losses_leaves_global_generators(tmp_path):
 
 
 def test_the_command_line_main_job_leaves_global_generators(tmp_path, capsys):
-    from sklearn_mln.__main__ import main
+    from sklearn_mln._cli._main import main
 
     output = tmp_path / "loss.mln"
     argv = [
@@ -250,7 +250,7 @@ def test_no_pycma_matplotlib_warning_without_matplotlib():
         "import sys, warnings\n"
         "sys.modules['matplotlib'] = None  # a base install\n"
         "import numpy as np\n"
-        "from sklearn_mln._strategy import CMAStrategy\n"
+        "from sklearn_mln._evolution._strategy import CMAStrategy\n"
         "with warnings.catch_warnings(record=True) as caught:\n"
         "    warnings.simplefilter('always')\n"
         "    CMAStrategy(np.zeros(3), 0.1, 4, seed=1).ask()\n"

@@ -1,13 +1,13 @@
 """Every committed result says what produced it: commit, dirty tree, versions, command,
-cores, date -- written by the program that made it (sklearn_mln._provenance)."""
+cores, date -- written by the program that made it (sklearn_mln._utils._provenance)."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from sklearn_mln._meta_loss import load_meta_loss
-from sklearn_mln._provenance import REQUIRED_KEYS
+from sklearn_mln._losses._meta_loss import load_meta_loss
+from sklearn_mln._utils._provenance import REQUIRED_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from sklearn_mln import MetaLossNetwork
-from sklearn_mln.__main__ import main
-from sklearn_mln._provenance import REQUIRED_KEYS
+from sklearn_mln._cli._main import main
+from sklearn_mln._utils._provenance import REQUIRED_KEYS
 from sklearn_mln.benchmark import CLASSICAL_GRIDS
 
 pytest.importorskip("matplotlib")

@@ -1,7 +1,7 @@
 """Sphinx extension: ``.. cli-help:: evolve`` shows ``python -m sklearn_mln evolve --help``.
 
 The help is generated from the estimators when the docs are built (see
-:mod:`sklearn_mln._cli`), so the page cannot drift from the command line.
+:mod:`sklearn_mln._cli._options`), so the page cannot drift from the command line.
 """
 
 import os
@@ -14,7 +14,7 @@ class CliHelp(Directive):
     required_arguments = 1  # the command: evolve, evaluate or benchmark
 
     def run(self):
-        from sklearn_mln._cli_parser import build_parser
+        from sklearn_mln.__main__ import build_parser
 
         previous = os.environ.get("COLUMNS")
         os.environ["COLUMNS"] = "92"  # argparse wraps to the terminal's width

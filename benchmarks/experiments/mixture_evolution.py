@@ -1,0 +1,202 @@
+"""Evolve one meta-loss on a mixture of settings: data sets x architectures x shots.
+
+A loss meant to be ``MLNClassifier``'s default must serve every setting a user brings, so
+its fitness is the mean over a mixture (:class:`sklearn_mln._evolution._state.MixtureProblem`):
+every (data set, architecture, k) component draws ``--tasks`` tasks a generation from its
+own pool, classifiers train with that architecture's SGD settings, and every candidate
+sees the same tasks (common random numbers). Data: scikit-learn's digits (8x8) and the
+Fashion-MNIST *train* split (the test split is the benchmark's); the MLP reads images
+flattened. The final loss is the best of the shortlist (start included) re-evaluated on
+``--eval-tasks`` fixed tasks of every component; its file records the run's settings,
+per-component fitness of the start and of the result, history and provenance.
+
+    python benchmarks/experiments/mixture_evolution.py --output mixture.mln   # the full mixture
+    python benchmarks/experiments/mixture_evolution.py --datasets digits --architectures mlp \\
+        --shots 1 5 --generations 2 --popsize 4 --output smoke.mln   # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from joblib import Parallel
+
+from sklearn_mln import MetaLossNetwork
+from sklearn_mln.datasets import load_digits_images, load_fashion_mnist
+from sklearn_mln.toolkit import (
+    CMAStrategy,
+    EvolutionState,
+    InnerConfig,
+    MetaLossSpec,
+    MixtureProblem,
+    Problem,
+    architecture_factory,
+    draw_seeds,
+    evaluate_population,
+    evolve,
+    provenance,
+    single_threaded_blas,
+    start_point,
+)
+
+#: SGD per architecture: label smoothing 0.9's tuned step size on the CNN (the start of
+#: ``--init``), and the MLP's most frequent label-smoothing pick in benchmark v2
+#: (lr 0.03, 200 steps at k = 5 and 10)
+TRAINING = {"cnn": {"lr": 0.3, "steps": 100}, "mlp": {"lr": 0.03, "steps": 200}}
+
+
+def load_pool(name: str, pool_size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images ``(n, 1, h, w)`` and labels of a data set's training pool."""
+    if name == "digits":
+        X, y = load_digits_images(return_X_y=True)
+    else:
+        X, y = load_fashion_mnist("train", return_X_y=True)
+    if pool_size < len(y):
+        rows = np.random.RandomState(seed).permutation(len(y))[:pool_size]
+        X, y = X[rows], y[rows]
+    return X, y.astype(np.int64)
+
+
+def build_mixture(
+    args, spec: MetaLossSpec, rng: np.random.RandomState
+) -> tuple[MixtureProblem, list[str]]:
+    """One :class:`Problem` per (data set, architecture, shots), seeds drawn from ``rng``."""
+    components, names = [], []
+    for dataset in args.datasets:
+        X, y = load_pool(dataset, args.pool_size, int(draw_seeds(rng, 1)[0]))
+        n_classes = int(y.max()) + 1
+        for architecture in args.architectures:
+            training = TRAINING[architecture]
+            config = InnerConfig(
+                architecture_factory(architecture, X.shape[1:], n_classes),
+                lr=training["lr"],
+                steps=training["steps"],
+            )
+            shots_of = args.cnn_shots if architecture == "cnn" and args.cnn_shots else args.shots
+            for shots in shots_of:
+                split_seed, reeval_seed = draw_seeds(rng, 2)
+                components.append(
+                    Problem.from_pool(
+                        X,
+                        y,
+                        n_classes,
+                        split_seed=int(split_seed),
+                        validation_size=args.validation_size,
+                        n_shots=shots,
+                        n_ways=None,
+                        n_tasks=args.tasks,
+                        reeval_seed=int(reeval_seed),
+                        n_reeval_tasks=args.eval_tasks,
+                        spec=spec,
+                        config=config,
+                        vectorized=True,
+                        n_jobs=args.n_jobs,
+                        evaluate=evaluate_population,
+                    )
+                )
+                names.append(f"{dataset}/{architecture}/k={shots}")
+    return MixtureProblem(tuple(components)), names
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", required=True, help="the evolved loss's .mln file")
+    parser.add_argument("--datasets", nargs="+", default=["digits", "fashion-mnist"],
+                        choices=("digits", "fashion-mnist"))  # fmt: skip
+    parser.add_argument("--architectures", nargs="+", default=["mlp", "cnn"],
+                        choices=sorted(TRAINING))  # fmt: skip
+    parser.add_argument("--shots", nargs="+", type=int, default=[1, 5, 10, 20, 50])
+    parser.add_argument(
+        "--cnn-shots",
+        nargs="+",
+        type=int,
+        default=None,
+        help="k of the CNN components (default: --shots); the CNN is about "
+        "50x the MLP's cost, so a few CNN components keep the mixture honest",
+    )
+    parser.add_argument("--init", default="label_smoothing(smoothing=0.9)")
+    parser.add_argument("--structure", default="per_class", choices=("per_class", "joint"))
+    parser.add_argument("--true-class-input", action="store_true")
+    parser.add_argument("--progress-input", action="store_true")
+    parser.add_argument("--popsize", type=int, default=12)
+    parser.add_argument("--tasks", type=int, default=1, help="tasks per component a generation")
+    parser.add_argument("--generations", type=int, default=50)
+    parser.add_argument("--max-time", type=float, default=None, help="seconds")
+    parser.add_argument("--sigma0", type=float, default=0.05)
+    parser.add_argument("--eval-tasks", type=int, default=8, help="per component")
+    parser.add_argument("--pool-size", type=int, default=6000)
+    parser.add_argument("--validation-size", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-jobs", type=int, default=2)
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    if min(args.shots + (args.cnn_shots or [])) < 1:
+        parser.error("--shots: every k must be at least 1")
+
+    started = time.perf_counter()
+    rng = np.random.RandomState(args.seed)
+    setup_rng_state = rng.get_state()
+    (cma_seed,) = draw_seeds(rng, 1)
+    spec = MetaLossSpec(
+        structure=args.structure,
+        n_classes=10,
+        true_class_input=args.true_class_input,
+        progress_input=args.progress_input,
+    )
+    spec, x0 = start_point(args.init, spec, rng)
+    mixture, names = build_mixture(args, spec, rng)
+    strategy = CMAStrategy(x0, args.sigma0, args.popsize, int(cma_seed))
+    state = EvolutionState(setup_rng_state, rng.get_state(), strategy.state())
+    with single_threaded_blas(), Parallel(n_jobs=args.n_jobs) as parallel:
+        state, stop_reason = evolve(
+            state,
+            strategy,
+            mixture,
+            args.generations,
+            max_time=args.max_time,
+            verbose=0 if args.quiet else 1,
+            parallel=parallel,
+        )
+        # the shortlist trained once: its per-component scores give the mixture's fitness too
+        labels, candidates = state.shortlist.candidates(x0, strategy.mean)
+        per_component, failed = mixture.component_fitness(
+            candidates, mixture.reevaluation_tasks(), parallel
+        )
+    scores, _ = mixture.combine(per_component, failed)
+    best = int(np.argmax(scores))
+    net = MetaLossNetwork.from_spec(spec, candidates[best])
+    net.metadata = {
+        "evolved_by": "benchmarks/experiments/mixture_evolution.py",
+        "settings": {k: v for k, v in vars(args).items() if k != "output"},
+        "training": {a: TRAINING[a] for a in args.architectures},
+        "components": names,
+        "generations": state.generation,
+        "stop_reason": stop_reason,
+        "reevaluation": {"labels": labels, "fitness": scores.tolist(), "chosen": labels[best]},
+        "reevaluated_fitness": float(scores[best]),
+        "component_fitness": {
+            name: {"start": float(start), "evolved": float(evolved)}
+            for name, (start, evolved) in zip(names, per_component[:, [0, best]])
+        },
+        "history": list(state.history),
+        **provenance(seed=args.seed, started=started, threads=torch.get_num_threads()),
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    net.save(args.output)
+    summary = {k: net.metadata[k] for k in ("generations", "reevaluated_fitness", "stop_reason")}
+    print(f"Saved {args.output}: {json.dumps(summary)}; chosen: {labels[best]}")
+    for name, values in net.metadata["component_fitness"].items():
+        delta = 100 * (values["evolved"] - values["start"])
+        print(f"  {name}: start {values['start']:.4f}, evolved {values['evolved']:.4f} "
+              f"({delta:+.2f} pt)")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""The small-data benchmark: losses compared on few-shot tasks, each tuned on its own terms.
+
+The protocol is :mod:`sklearn_mln.benchmark._protocol`, the tuning
+:mod:`sklearn_mln.benchmark._tuning`, the statistics and report files
+:mod:`sklearn_mln.benchmark._report`; this module is their public face.
+"""
+
+from ._protocol import (
+    CLASSICAL_GRIDS,
+    paired_accuracies,
+    run_benchmark,
+    shared_tasks,
+    small_data_benchmark,
+    task_rng,
+)
+from ._report import benchmark_markdown, comparison_table, summarize, write_benchmark_report
+from ._tuning import Setting, score_settings
+
+__all__ = [
+    "CLASSICAL_GRIDS",
+    "Setting",
+    "benchmark_markdown",
+    "comparison_table",
+    "paired_accuracies",
+    "run_benchmark",
+    "score_settings",
+    "shared_tasks",
+    "small_data_benchmark",
+    "summarize",
+    "task_rng",
+    "write_benchmark_report",
+]

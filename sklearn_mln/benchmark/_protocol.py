@@ -1,0 +1,394 @@
+"""The small-data benchmark: losses compared on few-shot tasks, each tuned on its own terms.
+
+Does a learned loss give something a classical loss with tuned settings does not? The
+protocol answers with a paired design:
+
+* For each ``k`` (training images per class), *tuning* tasks are drawn from the training
+  pool (each classifier scored on the rest of the pool) and *test* tasks from the test
+  split (scored on the rest of the test split). Both sets, and the classifiers' initial
+  weights, are shared by every loss and architecture.
+* Every classical loss is tuned over its **own** hyperparameters (:data:`CLASSICAL_GRIDS`:
+  label smoothing over ``smoothing``, Poly-1 over ``epsilon``, focal over ``gamma``) and
+  over the SGD learning rate and number of steps; every learned loss gets the same lr and
+  steps grid. The lr grid is extended (by the grid's own ratio) while a loss's pick lies on
+  its edge, up to ``max_lr_extensions`` times; a pick still on an edge is reported so.
+* The tuned point of each loss is frozen and run on the test tasks, which tuning never
+  sees. The baseline of a row is the classical loss with the best *tuning* score (picking
+  by test accuracy would let the test data choose, and the largest of several noisy means
+  is biased upwards).
+* Reported per (architecture, k): mean test accuracy, the paired difference to the
+  baseline with a 95 % confidence interval, wins / ties / losses, a Wilcoxon signed-rank
+  p-value, and the search cost: each loss's share of the tuning wall time (its members'
+  share of the batched passes) and, for an evolved loss, its recorded evolution time.
+
+The tuning itself is :mod:`sklearn_mln.benchmark._tuning`; the statistics and report files are
+:mod:`sklearn_mln.benchmark._report`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._classifier._nets import ARCHITECTURES, architecture_factory
+from .._evolution._inner import TaskBatch, make_task_batch
+from .._evolution._tasks import class_indices, draw_seeds, sample_tasks
+from .._losses._classical import CLASSICAL_LOSSES, ClassicalLoss
+from .._utils._provenance import provenance
+from ._report import (
+    describe_setting,
+    summarize,
+    write_benchmark_report,
+)
+from ._tuning import Setting, param_grid, score_settings, tune
+
+#: each classical loss's own hyperparameter and the values the benchmark tunes it over
+CLASSICAL_GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
+    "cross_entropy": {},
+    "mse": {},
+    "label_smoothing": {"smoothing": (0.05, 0.1, 0.2, 0.5, 0.8, 0.9, 0.95)},
+    "poly1": {"epsilon": (-1.0, 1.0, 2.0, 4.0)},
+    "focal": {"gamma": (0.5, 1.0, 2.0, 3.0)},
+}
+
+
+def task_rng(seed: int, purpose: int, k: int) -> np.random.RandomState:
+    """An independent generator per (seed, purpose, k): tuning never shares the test stream."""
+    return np.random.RandomState(np.random.SeedSequence([seed, purpose, k]).generate_state(4))
+
+
+def shared_tasks(X: np.ndarray, y: np.ndarray, k: int, n_tasks: int, rng) -> TaskBatch:
+    tasks = sample_tasks(class_indices(y, int(y.max()) + 1), n_tasks, k, None, rng)
+    return make_task_batch(tasks, draw_seeds(rng, n_tasks), X, y, y, val_is_source=True)
+
+
+def _check_inputs(y_pool, y_test, ks, baselines, losses) -> None:
+    unknown = sorted(set(baselines) - set(CLASSICAL_GRIDS))
+    if unknown:
+        raise ValueError(f"Unknown baselines {unknown}; choose from {list(CLASSICAL_GRIDS)}.")
+    if not baselines:
+        raise ValueError("The benchmark needs at least one classical loss as a baseline.")
+    clash = sorted(set(losses) & set(CLASSICAL_LOSSES))
+    if clash:
+        raise ValueError(f"Loss names {clash} are taken by classical losses; rename them.")
+    n_classes = int(max(y_pool.max(), y_test.max())) + 1
+    for split, y in (("pool", y_pool), ("test split", y_test)):
+        smallest = int(np.bincount(y, minlength=n_classes).min())
+        if max(ks) >= smallest:
+            raise ValueError(
+                f"k={max(ks)} needs more than {max(ks)} images of every class in the {split}; "
+                f"its smallest class has {smallest}."
+            )
+
+
+def small_data_benchmark(
+    X_pool: np.ndarray,
+    y_pool: np.ndarray,
+    X_test: np.ndarray,
+    y_test: np.ndarray,
+    losses: Mapping[str, nn.Module] | None = None,
+    *,
+    baselines: Sequence[str] | Mapping[str, Mapping[str, Sequence[float]]] = tuple(CLASSICAL_GRIDS),
+    architectures: Sequence[str] = ("cnn", "mlp"),
+    ks: Sequence[int] = (1, 5, 10, 20, 50),
+    n_tasks: int = 100,
+    n_tuning_tasks: int = 20,
+    grid_lr: Sequence[float] = (0.01, 0.03, 0.1, 0.3),
+    grid_steps: Sequence[int] = (50, 100, 200),
+    max_lr_extensions: int = 3,
+    n_screening_tasks: int = 5,
+    n_finalists: int = 3,
+    momentum: float = 0.9,
+    random_state: int = 0,
+    device: str = "cpu",
+    log: Callable[[str], None] | None = None,
+    on_row: Callable[[dict], None] | None = None,
+) -> dict:
+    """Compare losses on small-data tasks: tuned on the pool, tested on fresh test tasks.
+
+    Parameters
+    ----------
+    X_pool, y_pool : ndarray
+        Training split: tuning tasks and the images they are scored on. Labels ``0 .. C-1``.
+    X_test, y_test : ndarray
+        Test split: test tasks and the images they are scored on.
+    losses : mapping of str to loss module, optional
+        Learned (or any other) losses, tuned over lr and steps only.
+    baselines : sequence of str, or mapping of str to grid
+        Classical losses of :data:`CLASSICAL_GRIDS`, each tuned over its own
+        hyperparameters as well; a mapping gives each its own grid (a smaller one for an
+        expensive run), e.g. ``{"label_smoothing": {"smoothing": (0.1, 0.9)}}``.
+    architectures : sequence of str
+        Keys of ``sklearn_mln._classifier._nets.ARCHITECTURES`` (``cnn``, ``mlp``, ``cnn-wide``,
+        ``mlp2``).
+    ks : sequence of int
+        Training images per class.
+    n_tasks : int
+        Paired test tasks per k.
+    n_tuning_tasks : int
+        Tuning tasks per k, from the pool.
+    grid_lr : sequence of float
+        Starting lr grid (SGD, full batch), extended while a pick lies on its edge.
+    grid_steps : sequence of int
+        SGD steps.
+    max_lr_extensions : int
+        How many times a loss's lr grid may be extended.
+    n_screening_tasks, n_finalists : int
+        Successive halving of the tuning (see :func:`tune`): every setting runs on the
+        first ``n_screening_tasks`` tuning tasks, each loss's ``n_finalists`` best
+        (hyperparameters, lr) pairs on all of them.
+    momentum : float
+        SGD momentum.
+    random_state : int
+        Seeds the tuning and test tasks and the classifiers' initial weights.
+    device : str
+        Torch device of the inner loop.
+    log : callable, optional
+        Receives one progress line per (architecture, k, loss).
+    on_row : callable, optional
+        Receives the result so far (same form as the return value) after each
+        (architecture, k) row, so that a long run can save what it has done.
+
+    Returns
+    -------
+    result : dict
+        JSON-serialisable: ``settings``, ``results`` (one entry per (architecture, k)) and
+        ``provenance`` (commit, versions, command, cores, wall time).
+    """
+    started = time.perf_counter()
+    losses = dict(losses or {})
+    _check_inputs(y_pool, y_test, ks, baselines, losses)
+    grids = {
+        name: dict(baselines[name]) if isinstance(baselines, Mapping) else CLASSICAL_GRIDS[name]
+        for name in baselines
+    }
+    for name, grid in grids.items():
+        if set(grid) != set(CLASSICAL_GRIDS[name]):
+            raise ValueError(
+                f"The grid of {name!r} must give {sorted(CLASSICAL_GRIDS[name])}, "
+                f"got {sorted(grid)}."
+            )
+    baselines = list(grids)
+    families = grids | dict.fromkeys(losses, {})
+    modules = {
+        (name, p): ClassicalLoss(name, **dict(p))
+        for name in baselines
+        for p in param_grid(grids[name])
+    } | {(name, ()): loss for name, loss in losses.items()}
+    n_classes = int(max(y_pool.max(), y_test.max())) + 1
+    factories = {a: architecture_factory(a, X_pool.shape[1:], n_classes) for a in architectures}
+    results = []
+    record = provenance(
+        seed=int(random_state), started=started, threads=torch.get_num_threads(), device=device
+    )
+
+    def result() -> dict:
+        return {
+            "settings": {
+                "architectures": {a: ARCHITECTURES[a][0] for a in architectures},
+                "baselines": {
+                    name: {key: [float(x) for x in v] for key, v in grids[name].items()}
+                    for name in baselines
+                },
+                "losses": {name: repr(loss) for name, loss in losses.items()},
+                "ks": [int(k) for k in ks],
+                "n_tasks": int(n_tasks),
+                "n_tuning_tasks": int(n_tuning_tasks),
+                "grid_lr": sorted(float(v) for v in grid_lr),
+                "grid_steps": sorted(int(v) for v in grid_steps),
+                "max_lr_extensions": int(max_lr_extensions),
+                "n_screening_tasks": int(min(n_screening_tasks, n_tuning_tasks)),
+                "n_finalists": int(n_finalists),
+                "momentum": float(momentum),
+                "random_state": int(random_state),
+                "n_pool": int(len(y_pool)),
+                "n_test": int(len(y_test)),
+                "baseline_rule": "the classical loss with the best tuning (meta-train) score",
+            },
+            "results": list(results),
+            # the code that ran is the code at the start: commit and tree recorded then
+            "provenance": {**record, "wall_seconds": round(time.perf_counter() - started, 2)},
+        }
+
+    for k in ks:
+        tuning = shared_tasks(X_pool, y_pool, k, n_tuning_tasks, task_rng(random_state, 0, k))
+        test = shared_tasks(X_test, y_test, k, n_tasks, task_rng(random_state, 1, k))
+        for arch in architectures:
+            picks, screening, final = tune(
+                families, modules, factories[arch], tuning, X_pool, grid_lr=grid_lr,
+                grid_steps=grid_steps, max_lr_extensions=max_lr_extensions,
+                n_screening_tasks=n_screening_tasks, n_finalists=n_finalists,
+                momentum=momentum, device=device,
+            )  # fmt: skip
+            chosen = [pick["setting"] for pick in picks.values()]
+            test_scores = score_settings(
+                chosen, modules, factories[arch], test, X_test, momentum=momentum, device=device
+            )
+            entry = _entry(arch, k, picks, (screening, final), test_scores, baselines, losses)
+            results.append(entry)
+            if log is not None:
+                for name in families:
+                    log(_progress_line(arch, k, name, entry["losses"][name]))
+            if on_row is not None:
+                on_row(result())
+    return result()
+
+
+def _entry(arch, k, picks, tuning, test_scores, baselines, losses) -> dict:
+    screening, final = tuning
+    records = {}
+    for name, pick in picks.items():
+        setting = pick["setting"]
+        grid = []
+        for s, acc in screening.accuracy.items():
+            if s.loss == name:
+                point = {**s.record(), "screening_score": float(acc.mean())}
+                if s in final.accuracy:
+                    point["score"] = float(final.accuracy[s].mean())
+                    point["n_failed"] = int(final.failed[s].sum())
+                grid.append(point)
+        evolution = getattr(losses.get(name), "metadata", {}).get("evolution_seconds")
+        records[name] = {
+            **setting.record(),
+            "kind": "classical" if name in baselines else "learned",
+            "tuning_score": pick["score"],
+            "at_grid_edge": pick["at_edge"],
+            "lr_grid": pick["lr_grid"],
+            "tuning_grid": grid,
+            "test_accuracy": test_scores.accuracy[setting].tolist(),
+            "test_failed": int(test_scores.failed[setting].sum()),
+            "seconds": {
+                "tuning": pick["seconds"],
+                "test": test_scores.seconds[name],
+                "evolution": evolution,
+            },
+        }
+    baseline = max(baselines, key=lambda n: records[n]["tuning_score"])  # first wins ties
+    accuracies = {n: np.asarray(r["test_accuracy"]) for n, r in records.items()}
+    for row in summarize(accuracies, baseline):
+        records[row["loss"]]["summary"] = row
+    return {"architecture": arch, "k": int(k), "baseline": baseline, "losses": records}
+
+
+def _progress_line(arch: str, k: int, name: str, record: dict) -> str:
+    acc = np.asarray(record["test_accuracy"])
+    edge = f" (at grid edge: {', '.join(record['at_grid_edge'])})" if record["at_grid_edge"] else ""
+    seconds = record["seconds"]
+    return (
+        f"[{arch} k={k}] {name}: {describe_setting(record)}{edge}, "
+        f"tuning {record['tuning_score']:.4f} "
+        f"({seconds['tuning']:.1f} s); test {acc.mean():.4f} over {len(acc)} tasks, "
+        f"{record['test_failed']} failed ({seconds['test']:.1f} s)"
+    )
+
+
+def paired_accuracies(
+    losses: Mapping[str, nn.Module],
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    module_factory: Callable[[], nn.Module],
+    lr: float,
+    steps: int,
+    n_shots: int,
+    n_tasks: int,
+    random_state: int,
+    momentum: float = 0.9,
+) -> dict[str, np.ndarray]:
+    """Accuracy on ``n_tasks`` shared tasks for each loss at one SGD setting.
+
+    ``y`` is encoded ``0 .. C-1``; each classifier is scored on the rest of ``X``.
+    """
+    batch = shared_tasks(X, y, n_shots, n_tasks, np.random.RandomState(random_state))
+    settings = [Setting(name, (), float(lr), int(steps)) for name in losses]
+    modules = {(name, ()): loss for name, loss in losses.items()}
+    scores = score_settings(settings, modules, module_factory, batch, X, momentum=momentum)
+    return {s.loss: scores.accuracy[s] for s in settings}
+
+
+def run_benchmark(
+    dataset: str = "fashion-mnist",
+    *,
+    data=None,
+    label_column=None,
+    data_home=None,
+    pool_size: int | None = 4000,
+    test_size: int | None = 3000,
+    losses: Sequence[str] = (),
+    output=None,
+    threads: int | None = None,
+    log: Callable[[str], None] | None = None,
+    command: str | None = None,
+    **options,
+) -> dict:
+    """Load a data set's splits, run :func:`small_data_benchmark`, write its report.
+
+    Parameters
+    ----------
+    dataset : {"fashion-mnist", "digits", "cifar10"}
+        Its training split is the pool, its test split the test images (digits: a
+        stratified half each); see :func:`sklearn_mln.datasets.load_splits`.
+    data, label_column : optional
+        The user's own data file instead of ``dataset`` (split 50 / 50).
+    data_home : path, optional
+        Folder of the data set's files (see :mod:`sklearn_mln.datasets`).
+    pool_size, test_size : int or None
+        Stratified subsamples of the pool and of the test split (``None``: all).
+    losses : sequence of str
+        Learned losses to compare, each ``NAME=PATH`` or ``PATH`` (a ``.mln`` file or a
+        pretrained name; the name defaults to the file's stem).
+    output : path, optional
+        Folder the report is written to, after every row (a long run keeps what it has
+        done); nothing is written without it.
+    threads : int, optional
+        torch threads for the run, restored afterwards.
+    log : callable, optional
+        Receives progress lines.
+    command : str, optional
+        The command recorded in the provenance (default: this process's command line).
+    **options
+        Keyword arguments of :func:`small_data_benchmark`.
+    """
+    from .._losses._resolve import resolve_loss
+    from ..datasets import load_splits
+
+    resolved = {}
+    for spec in losses:
+        name, _, path = str(spec).rpartition("=")
+        name = name or Path(path).stem
+        if name in resolved:
+            raise ValueError(f"Loss name {name!r} is given twice; use NAME=PATH.")
+        resolved[name] = resolve_loss(path)
+    seed = int(options.get("random_state", 0))
+    X_pool, y_pool, X_test, y_test = load_splits(
+        dataset, data_home=data_home, pool_size=pool_size, test_size=test_size, seed=seed,
+        data=data, label_column=label_column,
+    )  # fmt: skip
+    _, y_pool = np.unique(y_pool, return_inverse=True)
+    _, y_test = np.unique(y_test, return_inverse=True)
+
+    def completed(result: dict) -> dict:
+        result["settings"]["dataset"] = Path(data).stem if data is not None else dataset
+        result["settings"]["loss_files"] = list(losses)
+        if command is not None:
+            result["provenance"]["command"] = command
+        if output is not None:
+            write_benchmark_report(result, output)
+        return result
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or previous)
+    try:
+        result = small_data_benchmark(
+            X_pool, y_pool, X_test, y_test, resolved, log=log, on_row=completed, **options
+        )
+    finally:
+        torch.set_num_threads(previous)
+    if output is not None and log is not None:
+        log(f"Wrote {output}/results.json, results.md and accuracy_vs_k.png.")
+    return completed(result)

@@ -1,0 +1,63 @@
+"""Building blocks for experiments: what the library's own benchmarks and research scripts use.
+
+The estimators (:class:`~sklearn_mln.MLNEvolver`, :class:`~sklearn_mln.MLNClassifier`) are
+the product; this module is the layer below them made importable, so a script that samples
+tasks, trains a population with a loss, runs CMA-ES over a mixture of problems or writes
+provenance does not reach into private modules. Names here follow the library's version:
+a change to one is a change of the public API and is noted in the changelog.
+
+Tasks and training
+    :func:`class_indices`, :func:`sample_tasks`, :func:`draw_seeds`,
+    :func:`make_task_batch`, :class:`InnerConfig`, :func:`score_reference`
+    (one classifier at a time), :func:`evaluate_population` (the population path over
+    joblib workers), :func:`single_threaded_blas`.
+Classifier nets
+    :func:`architecture_factory`, :func:`default_module_factory`,
+    :func:`resolve_module_factory`, :data:`ARCHITECTURES`.
+Losses
+    :class:`MetaLossSpec` (a meta-loss's architecture), :data:`AUTO_TRAINING`
+    (``MLNClassifier()``'s default settings).
+Evolution
+    :class:`Problem`, :class:`MixtureProblem`, :class:`EvolutionState`,
+    :func:`start_point`, :func:`evolve`, :class:`CMAStrategy`.
+Results
+    :func:`provenance`, :func:`provenance_lines`, :func:`atomic_write_bytes`.
+"""
+
+from ._classifier._estimator import AUTO_TRAINING
+from ._classifier._nets import ARCHITECTURES, architecture_factory, default_module_factory
+from ._evolution._evolver import resolve_module_factory
+from ._evolution._inner import InnerConfig, make_task_batch, score_reference
+from ._evolution._parallel import evaluate_population, single_threaded_blas
+from ._evolution._state import EvolutionState, MixtureProblem, Problem, evolve, start_point
+from ._evolution._strategy import CMAStrategy
+from ._evolution._tasks import class_indices, draw_seeds, sample_tasks
+from ._losses._meta_loss import MetaLossSpec
+from ._utils._archive import atomic_write_bytes
+from ._utils._provenance import provenance, provenance_lines
+
+__all__ = [
+    "ARCHITECTURES",
+    "AUTO_TRAINING",
+    "CMAStrategy",
+    "EvolutionState",
+    "InnerConfig",
+    "MetaLossSpec",
+    "MixtureProblem",
+    "Problem",
+    "architecture_factory",
+    "atomic_write_bytes",
+    "class_indices",
+    "default_module_factory",
+    "draw_seeds",
+    "evaluate_population",
+    "evolve",
+    "make_task_batch",
+    "provenance",
+    "provenance_lines",
+    "resolve_module_factory",
+    "sample_tasks",
+    "score_reference",
+    "single_threaded_blas",
+    "start_point",
+]
