@@ -16,23 +16,26 @@ Classifier nets
     :func:`resolve_module_factory`, :data:`ARCHITECTURES`.
 Losses
     :class:`MetaLossSpec` (a meta-loss's architecture), :data:`AUTO_TRAINING`
-    (``MLNClassifier()``'s default settings).
+    (``MLNClassifier()``'s default settings), :func:`examples_per_class` (what a
+    shots-input loss is told).
 Evolution
     :class:`Problem`, :class:`MixtureProblem`, :class:`EvolutionState`,
-    :func:`start_point`, :func:`evolve`, :class:`CMAStrategy`.
+    :func:`start_point`, :func:`evolve`, :class:`CMAStrategy`; a run's state on disk:
+    :func:`fingerprint`, :func:`save_checkpoint`, :func:`load_checkpoint`.
 Results
     :func:`provenance`, :func:`provenance_lines`, :func:`atomic_write_bytes`.
 """
 
 from ._classifier._estimator import AUTO_TRAINING
 from ._classifier._nets import ARCHITECTURES, architecture_factory, default_module_factory
+from ._evolution._checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from ._evolution._evolver import resolve_module_factory
 from ._evolution._inner import InnerConfig, make_task_batch, score_reference
 from ._evolution._parallel import evaluate_population, single_threaded_blas
 from ._evolution._state import EvolutionState, MixtureProblem, Problem, evolve, start_point
 from ._evolution._strategy import CMAStrategy
 from ._evolution._tasks import class_indices, draw_seeds, sample_tasks
-from ._losses._meta_loss import MetaLossSpec
+from ._losses._meta_loss import MetaLossSpec, examples_per_class
 from ._utils._archive import atomic_write_bytes
 from ._utils._provenance import provenance, provenance_lines
 
@@ -52,11 +55,15 @@ __all__ = [
     "draw_seeds",
     "evaluate_population",
     "evolve",
+    "examples_per_class",
+    "fingerprint",
+    "load_checkpoint",
     "make_task_batch",
     "provenance",
     "provenance_lines",
     "resolve_module_factory",
     "sample_tasks",
+    "save_checkpoint",
     "score_reference",
     "single_threaded_blas",
     "start_point",

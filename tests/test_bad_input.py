@@ -315,7 +315,7 @@ def test_load_meta_loss_bad_headers_versions_and_pickles(tmp_path):
     theta = net.get_flat_params()
     marker = tmp_path / "pwned"
     cases = [
-        ({**good, "format_version": 3}, theta, "format version 3"),
+        ({**good, "format_version": 4}, theta, "format version 4"),
         ({**good, "format_version": True}, theta, "format version True"),
         ({**good, "format_version": "1"}, theta, "format version '1'"),
         ({**good, "format": "other"}, theta, "is not a sklearn-mln-meta-loss file"),

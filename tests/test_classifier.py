@@ -490,3 +490,20 @@ def test_a_progress_input_loss_is_told_each_epochs_progress(digits_flat):
     (record,) = [cb for _, cb in clf.net_.callbacks_ if isinstance(cb, RecordProgress)]
     assert record.seen == [0.0, 0.25, 0.5, 0.75]
     assert loss.progress is None  # the user's loss is not the one trained
+
+
+def test_a_shots_input_loss_is_told_the_examples_per_class_of_y(digits_flat):
+    from skorch.callbacks import Callback
+
+    class RecordShots(Callback):
+        def on_epoch_end(self, net, **kwargs):
+            self.seen = net.criterion_.shots
+
+    X, y = digits_flat
+    rows = np.concatenate([np.flatnonzero(y == c)[:6] for c in range(5)])  # 6 of 5 classes
+    loss = MetaLossNetwork(10, shots_input=True, random_state=0)
+    clf = MLNClassifier(meta_loss=loss, max_epochs=2, callbacks=[RecordShots()], random_state=0)
+    clf.fit(X[rows], y[rows])
+    (record,) = [cb for _, cb in clf.net_.callbacks_ if isinstance(cb, RecordShots)]
+    assert record.seen == 6.0
+    assert loss.shots is None  # the user's loss is not the one trained

@@ -15,6 +15,7 @@ from sklearn_mln._evolution._inner import (
 )
 from sklearn_mln._evolution._parallel import evaluate_population
 from sklearn_mln._evolution._tasks import class_indices, draw_seeds, sample_tasks
+from sklearn_mln._losses._meta_loss import meta_loss_per_sample
 from sklearn_mln.datasets import load_digits_images
 
 
@@ -296,3 +297,40 @@ def test_tuning_tells_a_meta_loss_its_progress_and_leaves_it_untold(digits):
     setting = Setting("mln", (), 0.1, 5)
     score_settings([setting], {("mln", ()): net}, config.module_factory, batch, X_val)
     assert seen == [0.0, 0.2, 0.4, 0.6, 0.8] and net.progress is None
+
+
+def test_both_loops_tell_a_shots_input_loss_the_tasks_size(digits):
+    """The reference loop and the population path tell the loss k (and forget it after),
+    so they train the same classifiers; a loss told another k trains others."""
+    X, y = digits
+    config, batch, X_val = _setup(X.reshape(len(X), -1), y, n_tasks=2, n_shots=3)
+    nets = []
+    for i in range(2):
+        net = MetaLossNetwork(10, shots_input=True, random_state=i)
+        noise = np.random.RandomState(i).normal(0, 0.05, net.n_params)
+        nets.append(net.set_flat_params(net.get_flat_params() + noise))
+    reference = score_reference(nets, config, batch, X_val)[0]
+    thetas = np.stack([n.get_flat_params() for n in nets])
+    told = mln_population_loss(thetas, nets[0].spec, batch.n_tasks)
+    population = score_population(told, 2, config, batch, X_val)[0]
+    np.testing.assert_allclose(population, reference, atol=1e-9)
+    assert population.max() > 0.3 and all(n.shots is None for n in nets)  # chance: 0.1
+
+    seen, set_shots = [], told.set_shots
+    told.set_shots = lambda shots: (seen.append(shots), set_shots(shots))
+    module, params = init_population(config.module_factory, batch.init_seeds)
+    X_train, y_train = torch.as_tensor(batch.X_train), torch.as_tensor(batch.y_train)
+    X_train, y_train = X_train.repeat(2, 1, 1), y_train.repeat(2, 1)
+    params = {k: v.repeat(2, *[1] * (v.ndim - 1)) for k, v in params.items()}
+    trained = {}
+    theta = torch.as_tensor(thetas).repeat_interleave(2, 0)
+
+    def believes_fifty(logits, y):
+        return meta_loss_per_sample(theta, logits, y, nets[0].spec, shots=50)
+
+    for name, loss in (("told", told), ("fifty", believes_fifty)):
+        trained[name], _ = train_population(
+            module, params, X_train, y_train, loss, lr=0.1, steps=10, momentum=0.9
+        )
+    assert seen == [3.0, None]  # k of the tasks, then forgotten
+    assert any(not torch.equal(trained["told"][k], trained["fifty"][k]) for k in params)

@@ -17,10 +17,13 @@ from sklearn_mln._losses._kernels import ACTIVATIONS_AND_SLOPES
 from sklearn_mln._losses._meta_loss import (
     ACTIVATIONS,
     DEFAULT_PROGRESS,
+    DEFAULT_SHOTS,
     INPUTS,
     STRUCTURES,
     MetaLossSpec,
+    examples_per_class,
     meta_loss_per_sample,
+    shots_feature,
 )
 from sklearn_mln._losses._resolve import frozen_copy, resolve_loss
 
@@ -673,3 +676,50 @@ def test_progress_input_is_seen_and_defaults_to_the_end_of_training(structure):
     )
     path_net = _randomize(MetaLossNetwork(4, progress_input=True))
     assert "progress_input=True" in repr(path_net)
+
+
+# --------------------------------------------------------------------------- shots input
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_shots_input_is_seen_and_defaults_to_ten_per_class(structure):
+    net = _randomize(
+        MetaLossNetwork(4, structure=structure, shots_input=True, anchor=None), scale=1.0
+    )
+    assert net.n_params == MetaLossNetwork(4, structure=structure).n_params + 8  # 8 hidden
+    logits, y = _data(c=4)
+    values = {}
+    for shots in (None, DEFAULT_SHOTS, 1, 50):
+        net.shots = shots
+        values[shots] = net.per_sample(logits, y)
+    torch.testing.assert_close(values[None], values[DEFAULT_SHOTS], rtol=0, atol=0)
+    assert not torch.allclose(values[1], values[50])
+    anchored = MetaLossNetwork(4, structure=structure, shots_input=True, random_state=0)
+    anchored.shots = 3
+    torch.testing.assert_close(
+        anchored.per_sample(logits, y), F.cross_entropy(logits, y, reduction="none")
+    )
+    assert "shots_input=True" in repr(net)
+
+
+def test_shots_feature_and_examples_per_class():
+    assert [round(shots_feature(k), 2) for k in (1, 5, 10, 20, 50)] == [1, 0.45, 0.32, 0.22, 0.14]
+    for bad in (0, -1, float("nan")):
+        with pytest.raises(ValueError, match="must be positive"):
+            shots_feature(bad)
+    y = np.repeat([3, 5, 7], 4)
+    assert examples_per_class(y) == 4.0
+    assert examples_per_class(torch.as_tensor(y)) == 4.0
+    assert examples_per_class([0, 0, 1]) == 1.5  # unbalanced: the mean
+
+
+def test_a_shots_input_loss_is_saved_as_version_3_and_older_files_still_load(tmp_path):
+    net = _randomize(MetaLossNetwork(4, shots_input=True, progress_input=True))
+    net.save(tmp_path / "told.mln")
+    with np.load(tmp_path / "told.mln", allow_pickle=False) as archive:
+        assert json.loads(str(archive["header"]))["format_version"] == 3
+    loaded = load_meta_loss(tmp_path / "told.mln")
+    assert loaded.spec == net.spec and loaded.spec.shots_input
+    logits, y = _data(c=4)
+    for shots in (None, 2):
+        net.shots = loaded.shots = shots
+        torch.testing.assert_close(loaded(logits, y), net(logits, y), rtol=0, atol=0)
+    assert 3 in FORMAT_VERSIONS and sklearn_mln.pretrained.load_pretrained("fashion-mnist")

@@ -128,3 +128,26 @@ def test_the_mixture_script_saves_a_loss_with_its_components_and_provenance(tmp_
     assert metadata["reevaluated_fitness"] >= metadata["reevaluation"]["fitness"][0]  # start
     assert {"commit", "versions", "command", "seed"} <= set(metadata)
     assert "digits/mlp/k=3" in capsys.readouterr().out
+
+
+def test_the_mixture_script_resumes_from_its_checkpoint_to_the_same_result(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks/experiments/mixture_evolution.py"
+    spec = importlib.util.spec_from_file_location("mixture_evolution", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argv = ["--datasets", "digits", "--architectures", "mlp", "--shots", "1", "3",
+            "--popsize", "4", "--eval-tasks", "1", "--n-jobs", "1", "--quiet",
+            "--shots-input"]  # fmt: skip
+    straight, resumed = tmp_path / "straight.mln", tmp_path / "resumed.mln"
+    checkpoint = tmp_path / "run.ckpt"
+    assert module.main([*argv, "--generations", "4", "--output", str(straight)]) == 0
+    for generations in ("2", "4"):  # a first stretch, then the same command continued
+        common = ["--checkpoint-path", str(checkpoint), "--output", str(resumed)]
+        assert module.main([*argv, "--generations", generations, *common]) == 0
+    a, b = load_meta_loss(straight), load_meta_loss(resumed)
+    assert a.spec.shots_input
+    np.testing.assert_array_equal(a.get_flat_params(), b.get_flat_params())
+    strip = [{k: v for k, v in h.items() if k != "seconds"} for h in a.metadata["history"]]
+    assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in b.metadata["history"]]
+    with pytest.raises(SystemExit, match="holds 4 generations"):
+        module.main([*argv, "--generations", "3", *common])

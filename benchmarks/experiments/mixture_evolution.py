@@ -13,6 +13,10 @@ per-component fitness of the start and of the result, history and provenance.
     python benchmarks/experiments/mixture_evolution.py --output mixture.mln   # the full mixture
     python benchmarks/experiments/mixture_evolution.py --datasets digits --architectures mlp \\
         --shots 1 5 --generations 2 --popsize 4 --output smoke.mln   # a smoke run
+
+With ``--checkpoint-path`` every generation's state is saved (atomically); the same command
+run again continues from it to the same result, so a long run can span several working
+stretches (``--max-time`` ends a stretch, a larger ``--generations`` extends a run).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +45,10 @@ from sklearn_mln.toolkit import (
     draw_seeds,
     evaluate_population,
     evolve,
+    fingerprint,
+    load_checkpoint,
     provenance,
+    save_checkpoint,
     single_threaded_blas,
     start_point,
 )
@@ -63,6 +71,11 @@ def load_pool(name: str, pool_size: int, seed: int) -> tuple[np.ndarray, np.ndar
     return X, y.astype(np.int64)
 
 
+def _lr_override(args, architecture: str) -> dict:
+    lr = args.cnn_lr if architecture == "cnn" else args.mlp_lr
+    return {} if lr is None else {"lr": lr}
+
+
 def build_mixture(
     args, spec: MetaLossSpec, rng: np.random.RandomState
 ) -> tuple[MixtureProblem, list[str]]:
@@ -72,7 +85,7 @@ def build_mixture(
         X, y = load_pool(dataset, args.pool_size, int(draw_seeds(rng, 1)[0]))
         n_classes = int(y.max()) + 1
         for architecture in args.architectures:
-            training = TRAINING[architecture]
+            training = {**TRAINING[architecture], **_lr_override(args, architecture)}
             config = InnerConfig(
                 architecture_factory(architecture, X.shape[1:], n_classes),
                 lr=training["lr"],
@@ -104,6 +117,52 @@ def build_mixture(
     return MixtureProblem(tuple(components)), names
 
 
+#: options that change how a run executes, not what it computes
+EXECUTION_OPTIONS = ("output", "generations", "max_time", "n_jobs", "quiet", "checkpoint_path")
+
+
+def _saved_run(args) -> tuple[str | None, EvolutionState | None]:
+    """The run's fingerprint (its settings) and its state in ``--checkpoint-path``."""
+    if args.checkpoint_path is None:
+        return None, None
+    settings = {k: v for k, v in vars(args).items() if k not in EXECUTION_OPTIONS}
+    empty = np.zeros(0)
+    run_id = fingerprint(empty, empty, empty, settings)
+    saved = load_checkpoint(args.checkpoint_path, run_id)
+    if saved is not None and saved.generation > args.generations:
+        raise SystemExit(
+            f"error: {args.checkpoint_path} holds {saved.generation} generations, more than "
+            f"--generations {args.generations}"
+        )
+    return run_id, saved
+
+
+def measure_noise(args, mixture, names, x0, rng) -> dict:
+    """How noisy is a generation? The sd over tasks of the paired accuracy difference
+    between two typical candidates (``x0`` plus two ``--sigma0`` steps), per component, and
+    the standard error of the mixture's paired difference at ``--tasks`` tasks a component."""
+    pair = x0 + args.sigma0 * rng.standard_normal((2, len(x0)))
+    seed = int(draw_seeds(rng, 1)[0])
+    components = {}
+    for name, problem in zip(names, mixture.components):
+        batch = problem.tasks(seed, args.measure_noise)
+        accuracy, failed = problem.evaluate(
+            pair, problem.spec, problem.config, batch, problem.X_val,
+            n_jobs=args.n_jobs, vectorized=problem.vectorized,
+        )  # fmt: skip
+        difference = 100 * (accuracy[1] - accuracy[0])
+        components[name] = {
+            "sd_paired_pt": float(difference.std(ddof=1)),
+            "sd_accuracy_pt": float(100 * accuracy.std(axis=1, ddof=1).mean()),
+            "failed": int(failed.sum()),
+        }
+        print(f"  {name}: sd of the paired difference {difference.std(ddof=1):.2f} pt")
+    variance = sum(c["sd_paired_pt"] ** 2 for c in components.values()) / args.tasks
+    se = float(np.sqrt(variance) / len(components))
+    print(f"mixture: SE of a paired difference at {args.tasks} task(s) a component: {se:.3f} pt")
+    return {"tasks_measured": args.measure_noise, "components": components, "se_mixture_pt": se}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", required=True, help="the evolved loss's .mln file")
@@ -120,10 +179,13 @@ def main(argv=None) -> int:
         help="k of the CNN components (default: --shots); the CNN is about "
         "50x the MLP's cost, so a few CNN components keep the mixture honest",
     )
+    parser.add_argument("--cnn-lr", type=float, help="the CNN's step size (default 0.3)")
+    parser.add_argument("--mlp-lr", type=float, help="the MLP's step size (default 0.03)")
     parser.add_argument("--init", default="label_smoothing(smoothing=0.9)")
     parser.add_argument("--structure", default="per_class", choices=("per_class", "joint"))
     parser.add_argument("--true-class-input", action="store_true")
     parser.add_argument("--progress-input", action="store_true")
+    parser.add_argument("--shots-input", action="store_true", help="the loss is told k")
     parser.add_argument("--popsize", type=int, default=12)
     parser.add_argument("--tasks", type=int, default=1, help="tasks per component a generation")
     parser.add_argument("--generations", type=int, default=50)
@@ -135,11 +197,16 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--checkpoint-path", help="save each generation here; resume from it")
+    parser.add_argument("--measure-noise", type=int, metavar="N",
+                        help="instead of evolving: measure the fitness noise on N tasks per "
+                        "component and write it to --output as JSON")  # fmt: skip
     args = parser.parse_args(argv)
     if min(args.shots + (args.cnn_shots or [])) < 1:
         parser.error("--shots: every k must be at least 1")
 
     started = time.perf_counter()
+    run_id, saved = _saved_run(args)
     rng = np.random.RandomState(args.seed)
     setup_rng_state = rng.get_state()
     (cma_seed,) = draw_seeds(rng, 1)
@@ -148,11 +215,23 @@ def main(argv=None) -> int:
         n_classes=10,
         true_class_input=args.true_class_input,
         progress_input=args.progress_input,
+        shots_input=args.shots_input,
     )
     spec, x0 = start_point(args.init, spec, rng)
     mixture, names = build_mixture(args, spec, rng)
-    strategy = CMAStrategy(x0, args.sigma0, args.popsize, int(cma_seed))
-    state = EvolutionState(setup_rng_state, rng.get_state(), strategy.state())
+    if args.measure_noise:
+        noise = measure_noise(args, mixture, names, x0, rng)
+        noise.update(settings=vars(args), **provenance(seed=args.seed, started=started))
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(noise, indent=1) + "\n")
+        return 0
+    strategy_args = (x0, args.sigma0, args.popsize, int(cma_seed))
+    if saved is None:
+        strategy = CMAStrategy(*strategy_args)
+        state = EvolutionState(setup_rng_state, rng.get_state(), strategy.state())
+    else:
+        strategy, state = CMAStrategy.from_state(saved.strategy, *strategy_args), saved
+    on_generation = partial(save_checkpoint, args.checkpoint_path, run_id) if run_id else None
     with single_threaded_blas(), Parallel(n_jobs=args.n_jobs) as parallel:
         state, stop_reason = evolve(
             state,
@@ -160,6 +239,7 @@ def main(argv=None) -> int:
             mixture,
             args.generations,
             max_time=args.max_time,
+            on_generation=on_generation,
             verbose=0 if args.quiet else 1,
             parallel=parallel,
         )
@@ -174,7 +254,7 @@ def main(argv=None) -> int:
     net.metadata = {
         "evolved_by": "benchmarks/experiments/mixture_evolution.py",
         "settings": {k: v for k, v in vars(args).items() if k != "output"},
-        "training": {a: TRAINING[a] for a in args.architectures},
+        "training": {a: {**TRAINING[a], **_lr_override(args, a)} for a in args.architectures},
         "components": names,
         "generations": state.generation,
         "stop_reason": stop_reason,

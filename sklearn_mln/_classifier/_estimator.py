@@ -22,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNetClassifier
 from torch import nn
 
+from .._losses._meta_loss import examples_per_class
 from .._losses._resolve import resolve_loss
 from .._utils._device import cuda_index
 from .._utils._validation import check_random_state, check_sample_shape
@@ -58,12 +59,19 @@ def _softmax(logits: torch.Tensor) -> torch.Tensor:
 
 class _FrozenCriterionNet(NeuralNetClassifier):
     """A skorch classifier whose optimizer sees the module's parameters only, and whose
-    meta-loss is told the training progress at each epoch (skorch's ``on_epoch_begin``
-    hook, which ``callbacks="disable"`` leaves in place).
+    meta-loss is told the examples per class of ``y`` when training begins and the
+    training progress at each epoch (skorch's ``on_train_begin`` / ``on_epoch_begin``
+    hooks, which ``callbacks="disable"`` leaves in place).
 
     skorch hands the criterion's parameters to the optimizer too (a trap for a loss that
     is itself a network); the meta-loss is fixed while a classifier trains.
     """
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        """Tell a meta-loss the size of the training set: examples per class of ``y``."""
+        super().on_train_begin(net, X=X, y=y, **kwargs)
+        if hasattr(self.criterion_, "shots") and y is not None:
+            self.criterion_.shots = examples_per_class(np.asarray(y))
 
     def on_epoch_begin(self, net, dataset_train=None, dataset_valid=None, **kwargs):
         """Tell a meta-loss the training progress: completed epochs over ``max_epochs``."""

@@ -72,8 +72,12 @@ class MLNEvolver(BaseEstimator):
         network's (see :func:`sklearn_mln.benchmark.small_data_benchmark` for the tuning);
         ``"random"``: random weights everywhere. A :class:`MetaLossNetwork` warm-starts
         from its weights and architecture (the architecture parameters are then ignored).
-    structure, hidden_sizes, activation, inputs, anchor, true_class_input, progress_input
+    structure, hidden_sizes, activation, inputs, anchor
         Architecture of the evolved network; see :class:`MetaLossNetwork`.
+    true_class_input, progress_input, shots_input : bool, default=False
+        Inputs of the evolved network beyond its prediction and label (the true class's
+        prediction, the training progress, the examples per class of the task); see
+        :class:`MetaLossNetwork`.
     module : None, torch.nn.Module class, instance or zero-argument callable, default=None
         The inner classifier. ``None``: the defaults of :class:`MLNClassifier` (MLP for
         flat features, small CNN for images).
@@ -189,6 +193,7 @@ class MLNEvolver(BaseEstimator):
         "anchor": [StrOptions({"cross_entropy"}), None],
         "true_class_input": ["boolean"],
         "progress_input": ["boolean"],
+        "shots_input": ["boolean"],
         "module": [None, callable, torch.nn.Module],
         "inner_lr": [Interval(Real, 0, None, closed="neither")],
         "inner_steps": [Interval(Integral, 1, None, closed="left")],
@@ -222,6 +227,7 @@ class MLNEvolver(BaseEstimator):
         anchor="cross_entropy",
         true_class_input=False,
         progress_input=False,
+        shots_input=False,
         module=None,
         inner_lr=0.03,
         inner_steps=100,
@@ -251,6 +257,7 @@ class MLNEvolver(BaseEstimator):
         self.anchor = anchor
         self.true_class_input = true_class_input
         self.progress_input = progress_input
+        self.shots_input = shots_input
         self.module = module
         self.inner_lr = inner_lr
         self.inner_steps = inner_steps
@@ -300,6 +307,7 @@ class MLNEvolver(BaseEstimator):
             self.anchor,
             bool(self.true_class_input),
             bool(self.progress_input),
+            bool(self.shots_input),
         )
 
     # ------------------------------------------------------------------ fit

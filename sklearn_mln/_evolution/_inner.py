@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .._classifier._nets import population_forward
-from .._losses._meta_loss import MetaLossSpec, meta_loss_per_sample
+from .._losses._meta_loss import MetaLossSpec, examples_per_class, meta_loss_per_sample
 from ._tasks import Task
 
 PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
@@ -127,10 +127,17 @@ def train_reference(
     steps: int,
     momentum: float,
 ) -> bool:
-    """Full-batch SGD on one classifier in place; returns whether the loss went non-finite."""
+    """Full-batch SGD on one classifier in place; returns whether the loss went non-finite.
+
+    A meta-loss is told the training progress before each step and the examples per class
+    of ``y``, and left as it was after.
+    """
     optimizer = torch.optim.SGD(module.parameters(), lr=lr, momentum=momentum)
     tells_progress = hasattr(loss, "progress")  # a meta-loss: it may take progress as input
     previous = loss.progress if tells_progress else None
+    previous_shots = getattr(loss, "shots", None)
+    if hasattr(loss, "shots"):
+        loss.shots = examples_per_class(y)
     try:
         for step in range(steps):
             if tells_progress:
@@ -144,6 +151,8 @@ def train_reference(
     finally:
         if tells_progress:
             loss.progress = previous
+        if hasattr(loss, "shots"):
+            loss.shots = previous_shots
     return False
 
 
@@ -222,13 +231,18 @@ def train_population(
     step count of a grid, exactly as separate runs would. A ``per_sample_loss`` with a
     ``set_progress`` attribute (a progress-input meta-loss) is told the training progress,
     completed steps over ``steps``, before each step, and ``None`` (its default) after the
-    last, so no loss object keeps a training's progress.
+    last, so no loss object keeps a training's progress. Likewise ``set_shots`` is told
+    the examples per class of the members' training sets (the members of a pass share
+    their size).
     """
     params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
     weights = list(params.values())
     buffers = [torch.zeros_like(w) for w in weights]
     failed = torch.zeros(y.shape[0], dtype=torch.bool, device=y.device)
     set_progress = getattr(per_sample_loss, "set_progress", None)
+    set_shots = getattr(per_sample_loss, "set_shots", None)
+    if set_shots is not None:
+        set_shots(examples_per_class(y[0]))
     try:
         for step in range(1, steps + 1):
             if set_progress is not None:
@@ -246,6 +260,8 @@ def train_population(
     finally:
         if set_progress is not None:
             set_progress(None)
+        if set_shots is not None:
+            set_shots(None)
     return _trained(params, failed)
 
 
@@ -441,10 +457,11 @@ def mln_population_loss(thetas: np.ndarray, spec: MetaLossSpec, n_tasks: int, de
     """The per-sample loss of candidate ``m // n_tasks`` applied to member ``m``."""
     theta = torch.as_tensor(np.asarray(thetas), device=device).repeat_interleave(n_tasks, dim=0)
 
-    progress = [None]
+    told = {"progress": None, "shots": None}
 
     def per_sample(logits: Tensor, y: Tensor) -> Tensor:
-        return meta_loss_per_sample(theta, logits, y, spec, fast=True, progress=progress[0])
+        return meta_loss_per_sample(theta, logits, y, spec, fast=True, **told)
 
-    per_sample.set_progress = partial(progress.__setitem__, 0)
+    per_sample.set_progress = partial(told.__setitem__, "progress")
+    per_sample.set_shots = partial(told.__setitem__, "shots")
     return per_sample

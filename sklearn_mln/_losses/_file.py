@@ -18,16 +18,23 @@ from .._utils._archive import read_archive, write_archive
 from .._version import __version__
 
 FORMAT_NAME = "sklearn-mln-meta-loss"
-#: version 2 adds the architecture fields ``true_class_input`` and ``progress_input``; a
-#: file is written in the lowest version that holds its architecture; all are read
-FORMAT_VERSIONS = (1, 2)
+#: version 2 adds the architecture fields ``true_class_input`` and ``progress_input``,
+#: version 3 ``shots_input``; a file is written in the lowest version that holds its
+#: architecture; all are read
+FORMAT_VERSIONS = (1, 2, 3)
+
+
+def _format_version(spec: dict) -> int:
+    if "shots_input" in spec:
+        return 3
+    return 2 if {"true_class_input", "progress_input"} & set(spec) else 1
 
 
 def write_loss_file(path, spec: dict, theta: np.ndarray, metadata: dict) -> None:
     """Write a meta-loss file atomically."""
     header = {
         "format": FORMAT_NAME,
-        "format_version": 2 if {"true_class_input", "progress_input"} & set(spec) else 1,
+        "format_version": _format_version(spec),
         "package_version": __version__,
         "spec": spec,
         "n_params": len(theta),

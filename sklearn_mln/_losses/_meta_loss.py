@@ -22,6 +22,12 @@ For a sample with logits ``z`` (``C`` classes), one-hot label ``y`` and predicti
   smoothing, shift its emphasis). The inner loop and :class:`~sklearn_mln.MLNClassifier`
   set it; used as a plain criterion without it, the loss takes
   :data:`DEFAULT_PROGRESS`.
+* ``shots_input=True``: the net also sees the size of the training set, as
+  :func:`shots_feature` of the examples per class ``k`` (``1 / sqrt(k)``: 1 at one example
+  per class, 0.32 at ten, towards 0 for large sets), so one loss can behave differently on
+  one-shot and on fifty-shot data. The inner loop and :class:`~sklearn_mln.MLNClassifier`
+  set it from the training labels; used as a plain criterion without it, the loss takes
+  :data:`DEFAULT_SHOTS`.
 * ``structure="joint"``: ``f(features) = net([q, y])``, one MLP over the whole
   prediction vector and label (``2 C`` inputs, fixed number of classes).
 * ``anchor="cross_entropy"``: ``loss = relu(CE(z, y) + g)``; the output layer and the
@@ -57,6 +63,29 @@ _N_LINEAR = 2  # a0, a1 of the linear term
 #: the training progress a progress-input loss sees when nobody sets it: the loss it ends
 #: training with
 DEFAULT_PROGRESS = 1.0
+#: the examples per class a shots-input loss assumes when nobody sets it
+DEFAULT_SHOTS = 10.0
+#: the architecture flags beyond version 0.1's (each one adds an input to the net)
+INPUT_FLAGS = ("true_class_input", "progress_input", "shots_input")
+
+
+def shots_feature(shots: float) -> float:
+    """The input a shots-input network sees for ``shots`` examples per class: ``1/sqrt(k)``.
+
+    Bounded in ``(0, 1]`` and spread over the k that matter for small data (1, 5, 10, 20,
+    50 give 1, 0.45, 0.32, 0.22, 0.14), unlike ``1 / k``, which crowds k >= 10 near 0.
+    """
+    if not shots > 0:
+        raise ValueError(f"shots (examples per class) must be positive, got {shots!r}.")
+    return float(shots) ** -0.5
+
+
+def examples_per_class(y) -> float:
+    """Examples per class of a training set's labels: ``len(y)`` over the classes present."""
+    y = y.reshape(-1) if isinstance(y, Tensor) else np.asarray(y).reshape(-1)
+    n_classes = len(torch.unique(y)) if isinstance(y, Tensor) else len(np.unique(y))
+    return len(y) / max(n_classes, 1)
+
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "tanh": torch.tanh,
@@ -82,6 +111,7 @@ class MetaLossSpec:
     anchor: str | None = "cross_entropy"
     true_class_input: bool = False
     progress_input: bool = False
+    shots_input: bool = False
 
     def __post_init__(self) -> None:
         if self.structure not in STRUCTURES:
@@ -98,7 +128,7 @@ class MetaLossSpec:
             not isinstance(self.n_classes, (int, np.integer)) or self.n_classes < 2
         ):
             raise ValueError(f"n_classes must be an integer >= 2 or None, got {self.n_classes!r}.")
-        for flag in ("true_class_input", "progress_input"):
+        for flag in INPUT_FLAGS:
             value = getattr(self, flag)
             if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"{flag} must be a bool, got {value!r}.")
@@ -120,7 +150,7 @@ class MetaLossSpec:
     @property
     def in_features(self) -> int:
         own = 2 * self.n_classes if self.structure == "joint" else 2 + self.true_class_input
-        return own + self.progress_input
+        return own + self.progress_input + self.shots_input
 
     def layer_shapes(self) -> list[tuple[int, int]]:
         """``(out_features, in_features)`` of each linear layer of the net."""
@@ -136,7 +166,7 @@ class MetaLossSpec:
         architecture that version 0.1 knows stays readable by it."""
         d = asdict(self)
         d["hidden_sizes"] = list(self.hidden_sizes)
-        for flag in ("true_class_input", "progress_input"):
+        for flag in INPUT_FLAGS:
             if not d[flag]:
                 del d[flag]
         return d
@@ -163,6 +193,7 @@ def meta_loss_per_sample(
     *,
     fast: bool = False,
     progress: float | None = None,
+    shots: float | None = None,
 ) -> Tensor:
     """Per-sample losses of a population of meta-loss networks.
 
@@ -184,6 +215,9 @@ def meta_loss_per_sample(
     progress : float or None, default=None
         Training progress in ``[0, 1]``, seen by a ``progress_input`` network;
         ``None`` means :data:`DEFAULT_PROGRESS`. Ignored by other networks.
+    shots : float or None, default=None
+        Examples per class of the training set, seen by a ``shots_input`` network (as
+        :func:`shots_feature`); ``None`` means :data:`DEFAULT_SHOTS`.
 
     Returns
     -------
@@ -214,12 +248,13 @@ def meta_loss_per_sample(
         and spec.structure == "per_class"
         and not spec.true_class_input
         and not spec.progress_input
+        and not spec.shots_input
         and not theta.requires_grad
         and pred.requires_grad
     ):
         g = g + PerClassNetwork.apply(pred, onehot, layers, spec.activation)
     else:
-        g = g + _network_output(pred, onehot, layers, spec, progress)
+        g = g + _network_output(pred, onehot, layers, spec, progress, shots)
 
     if spec.anchor == "cross_entropy":
         cross_entropy = -(onehot * log_probs).sum(-1)
@@ -233,21 +268,21 @@ def _network_output(
     layers: list[tuple[Tensor, Tensor]],
     spec: MetaLossSpec,
     progress: float | None = None,
+    shots: float | None = None,
 ) -> Tensor:
     """``f(features)`` of every sample, ``(P, n)``, through plain autograd."""
     n_pop, n_samples, n_classes = pred.shape
     t = DEFAULT_PROGRESS if progress is None else float(progress)
+    task = [t] * spec.progress_input
+    task += [shots_feature(DEFAULT_SHOTS if shots is None else shots)] * spec.shots_input
     if spec.structure == "per_class":
         features = [pred, onehot]
         if spec.true_class_input:
             features.append((pred * onehot).sum(-1, keepdim=True).expand_as(pred))
-        if spec.progress_input:
-            features.append(torch.full_like(pred, t))
+        features += [torch.full_like(pred, value) for value in task]
         h = torch.stack(features, dim=-1).reshape(n_pop, n_samples * n_classes, len(features))
     else:
-        parts = [pred, onehot]
-        if spec.progress_input:
-            parts.append(torch.full_like(pred[..., :1], t))
+        parts = [pred, onehot] + [torch.full_like(pred[..., :1], value) for value in task]
         h = torch.cat(parts, dim=-1)
     act = ACTIVATIONS[spec.activation]
     for i, (weight, bias) in enumerate(layers):
@@ -306,6 +341,10 @@ class MetaLossNetwork(nn.Module):
     progress_input : bool, default=False
         The net also sees the training progress :attr:`progress` (a loss that changes
         over training). Saved files then use format version 2.
+    shots_input : bool, default=False
+        The net also sees the size of the training set, :attr:`shots` examples per class
+        (a loss that adapts to one-shot or fifty-shot data). Saved files then use format
+        version 3.
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights of the hidden layers. ``None`` draws them from fresh
         operating-system entropy; NumPy's global generator is never used.
@@ -322,6 +361,11 @@ class MetaLossNetwork(nn.Module):
         Training progress in ``[0, 1]`` a ``progress_input`` network sees; set by the
         inner loop and by :class:`~sklearn_mln.MLNClassifier` (each epoch) -- set it in
         your own training loop. ``None`` (the default) means :data:`DEFAULT_PROGRESS`.
+    shots : float or None
+        Examples per class of the training set a ``shots_input`` network sees; set by the
+        inner loop and by :class:`~sklearn_mln.MLNClassifier` (from ``y`` at ``fit``) --
+        set it in your own training loop (:func:`examples_per_class` of the training
+        labels). ``None`` (the default) means :data:`DEFAULT_SHOTS`.
 
     See Also
     --------
@@ -351,6 +395,7 @@ class MetaLossNetwork(nn.Module):
         anchor: str | None = "cross_entropy",
         true_class_input: bool = False,
         progress_input: bool = False,
+        shots_input: bool = False,
         random_state=None,
     ) -> None:
         super().__init__()
@@ -363,11 +408,13 @@ class MetaLossNetwork(nn.Module):
             anchor,
             true_class_input,
             progress_input,
+            shots_input,
         )
         theta = init_flat_params(self.spec, check_random_state(random_state))
         self.theta = nn.Parameter(torch.as_tensor(theta, dtype=torch.float64))
         self.metadata: dict = {}
         self.progress: float | None = None
+        self.shots: float | None = None
 
     @classmethod
     def from_spec(
@@ -433,7 +480,7 @@ class MetaLossNetwork(nn.Module):
         flat_y = y.expand(*lead, y.shape[-1]).reshape(-1, y.shape[-1]) if lead else y
         theta = self.theta.to(logits.device).expand(flat_logits.shape[0], -1)
         return meta_loss_per_sample(
-            theta, flat_logits, flat_y, self.spec, progress=self.progress
+            theta, flat_logits, flat_y, self.spec, progress=self.progress, shots=self.shots
         ).reshape(*lead, logits.shape[-2])
 
     def forward(self, logits: Tensor, y: Tensor) -> Tensor:
@@ -451,6 +498,7 @@ class MetaLossNetwork(nn.Module):
             f"activation={s.activation!r}, inputs={s.inputs!r}, anchor={s.anchor!r}"
             + ", true_class_input=True" * s.true_class_input
             + ", progress_input=True" * s.progress_input
+            + ", shots_input=True" * s.shots_input
         )
 
     def save(self, path) -> None:

@@ -60,7 +60,13 @@ def _stacked_per_sample(losses: Sequence[nn.Module], n_tasks: int):
             if hasattr(loss, "progress"):  # a meta-loss: it may take progress as input
                 loss.progress = progress
 
+    def set_shots(shots: float | None) -> None:
+        for loss in losses:
+            if hasattr(loss, "shots"):  # a meta-loss: it may take the task's size as input
+                loss.shots = shots
+
     per_sample.set_progress = set_progress
+    per_sample.set_shots = set_shots
     return per_sample
 
 
