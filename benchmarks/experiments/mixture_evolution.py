@@ -138,29 +138,45 @@ def _saved_run(args) -> tuple[str | None, EvolutionState | None]:
 
 
 def measure_noise(args, mixture, names, x0, rng) -> dict:
-    """How noisy is a generation? The sd over tasks of the paired accuracy difference
-    between two typical candidates (``x0`` plus two ``--sigma0`` steps), per component, and
-    the standard error of the mixture's paired difference at ``--tasks`` tasks a component."""
-    pair = x0 + args.sigma0 * rng.standard_normal((2, len(x0)))
+    """Signal and noise of a generation's comparisons, by the size of a step.
+
+    The start ``x0`` and ``x0 + s * z`` for each ``s`` of ``--noise-sigmas`` (one random
+    direction ``z`` of unit sd per coordinate, as CMA-ES draws at step size ``s``) are
+    trained on the same ``N`` tasks of every component. Per component and step: the mean
+    paired difference to the start (the signal a comparison should see) and its sd over
+    tasks (the noise); and the standard error of the mixture's paired difference at
+    ``--tasks`` tasks a component, which a generation must keep below the signal.
+    """
+    direction = rng.standard_normal(len(x0))
+    candidates = np.stack([x0] + [x0 + step * direction for step in args.noise_sigmas])
     seed = int(draw_seeds(rng, 1)[0])
-    components = {}
+    components, per_step_variance = {}, np.zeros(len(args.noise_sigmas))
     for name, problem in zip(names, mixture.components):
         batch = problem.tasks(seed, args.measure_noise)
         accuracy, failed = problem.evaluate(
-            pair, problem.spec, problem.config, batch, problem.X_val,
+            candidates, problem.spec, problem.config, batch, problem.X_val,
             n_jobs=args.n_jobs, vectorized=problem.vectorized,
         )  # fmt: skip
-        difference = 100 * (accuracy[1] - accuracy[0])
+        difference = 100 * (accuracy[1:] - accuracy[0])  # (steps, tasks), in points
+        per_step_variance += difference.var(axis=1, ddof=1)
         components[name] = {
-            "sd_paired_pt": float(difference.std(ddof=1)),
-            "sd_accuracy_pt": float(100 * accuracy.std(axis=1, ddof=1).mean()),
-            "failed": int(failed.sum()),
+            "start_accuracy": float(accuracy[0].mean()),
+            "mean_paired_pt": difference.mean(axis=1).tolist(),
+            "sd_paired_pt": difference.std(axis=1, ddof=1).tolist(),
+            "failed": failed.sum(axis=1).tolist(),
         }
-        print(f"  {name}: sd of the paired difference {difference.std(ddof=1):.2f} pt")
-    variance = sum(c["sd_paired_pt"] ** 2 for c in components.values()) / args.tasks
-    se = float(np.sqrt(variance) / len(components))
-    print(f"mixture: SE of a paired difference at {args.tasks} task(s) a component: {se:.3f} pt")
-    return {"tasks_measured": args.measure_noise, "components": components, "se_mixture_pt": se}
+    se = np.sqrt(per_step_variance / args.tasks) / len(components)
+    signal = np.mean([c["mean_paired_pt"] for c in components.values()], axis=0)
+    print(f"{'step':>8} {'mixture mean diff (pt)':>24} {'SE at --tasks (pt)':>20}")
+    for step, mean, error in zip(args.noise_sigmas, signal, se):
+        print(f"{step:>8} {mean:>24.3f} {error:>20.3f}")
+    return {
+        "tasks_measured": args.measure_noise,
+        "steps": list(args.noise_sigmas),
+        "components": components,
+        "mixture_mean_paired_pt": signal.tolist(),
+        "mixture_se_pt": se.tolist(),
+    }
 
 
 def main(argv=None) -> int:
@@ -201,6 +217,8 @@ def main(argv=None) -> int:
     parser.add_argument("--measure-noise", type=int, metavar="N",
                         help="instead of evolving: measure the fitness noise on N tasks per "
                         "component and write it to --output as JSON")  # fmt: skip
+    parser.add_argument("--noise-sigmas", nargs="+", type=float, default=[0.003, 0.01, 0.03],
+                        help="step sizes --measure-noise compares the start with")  # fmt: skip
     args = parser.parse_args(argv)
     if min(args.shots + (args.cnn_shots or [])) < 1:
         parser.error("--shots: every k must be at least 1")
