@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from sklearn.exceptions import NotFittedError
 
 from sklearn_mln import MetaLossNetwork, MLNClassifier, MLNEvolver, load_meta_loss
-from sklearn_mln import datasets as datasets_module
+from sklearn_mln.datasets import _loaders as datasets_module
 from sklearn_mln.datasets import load_cifar10, load_fashion_mnist
 
 SETTINGS = settings(

@@ -201,11 +201,14 @@ def test_parameter_docs_groups_and_references():
 def test_evolve_builds_the_requested_network(tmp_path, capsys, tiny_evolve_argv):
     out = tmp_path / "joint.mln"
     argv = ["evolve", *tiny_evolve_argv, "--structure", "joint", "--inputs", "probs"]
-    argv += ["--anchor", "none", "--hidden-sizes", "5", "3", "--init", "random"]
+    argv += ["--hidden-sizes", "5", "3"]
+    free = values(_evolve_args([*argv[1:], "--anchor", "none", "--init", "random"]), EVOLVE_OPTIONS)
+    assert (free["anchor"], free["init"]) == (None, "random")  # (a free random start collapses
+    # to one class in a run this short: the command then exits with an error, tested below)
     assert main([*argv, "--threads", "1", "--output", str(out)]) == 0
     loss = load_meta_loss(out)
     spec = loss.spec
-    assert (spec.structure, spec.inputs, spec.anchor) == ("joint", "probs", None)
+    assert (spec.structure, spec.inputs, spec.anchor) == ("joint", "probs", "cross_entropy")
     assert spec.hidden_sizes == (5, 3)
     assert "Saved the evolved loss" in capsys.readouterr().out
     # provenance: what the estimator cannot know, written by the program
@@ -321,7 +324,10 @@ def test_evolve_on_a_users_npz(tmp_path, three_digits, capsys, tiny_evolve_argv)
     meta = load_meta_loss(tmp_path / "x.mln").metadata
     assert meta["dataset"] == str((tmp_path / "mine.npz").resolve())
     assert meta["classes"] == ["0", "1", "2"] and meta["n_samples"] == 30
-    assert meta["data"] == "mine: stratified 50 / 50 split, seed 0; pool 30, held-out 30"
+    assert meta["data"] == (
+        "mine: stratified 50 / 50 split, seed 0; pool 30, held-out 30; features standardized "
+        "with the pool's statistics"  # flat features: scaled by default
+    )
 
 
 def test_evolve_on_a_users_csv(tmp_path, three_digits, tiny_evolve_argv):
@@ -474,3 +480,29 @@ def test_architecture_page_matches_the_package():
     assert rows - modules == set(), (
         f"docs/architecture.rst names {sorted(rows - modules)}, not in the package"
     )
+
+
+def _wine_csv(path: Path) -> Path:
+    from sklearn.datasets import load_wine
+
+    X, y = load_wine(return_X_y=True)  # raw: proline ~1000, hue ~1
+    header = ",".join([f"f{i}" for i in range(X.shape[1])] + ["label"])
+    np.savetxt(path, np.c_[X, y], delimiter=",", header=header, comments="", fmt="%g")
+    return path
+
+
+def test_raw_flat_features_are_standardized_and_a_run_that_fails_says_why(
+    tmp_path, capsys, tiny_evolve_argv
+):
+    data = _wine_csv(tmp_path / "wine.csv")
+    scaled, raw = tmp_path / "scaled.mln", tmp_path / "raw.mln"
+    argv = ["evolve", "--data", str(data), *tiny_evolve_argv]
+    assert main([*argv, "--output", str(scaled)]) == 0
+    assert load_meta_loss(scaled).metadata["reevaluated_fitness"] > 0.5
+    assert "standardized" in load_meta_loss(scaled).metadata["data"]
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--no-standardize", "--output", str(raw)])
+    message = str(exc.value)
+    assert message.startswith("error: every candidate loss failed") and "scales" in message
+    assert not raw.exists()
+    assert "Saved" not in capsys.readouterr().out.split("wine")[-1]

@@ -123,7 +123,7 @@ def test_fashion_mnist_bad_magic(tmp_path):
 
 
 def test_fashion_mnist_missing_files(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "_FASHION_SYSTEM_DIRS", (tmp_path / "system",))
+    monkeypatch.setattr(datasets._loaders, "_FASHION_SYSTEM_DIRS", (tmp_path / "system",))
     monkeypatch.setenv("SKLEARN_MLN_DATA", str(tmp_path / "env"))
     (tmp_path / "home").mkdir()
     with pytest.raises(FileNotFoundError) as excinfo:

@@ -64,12 +64,12 @@ def test_chunk_passes_agree_with_one_pass(setup, monkeypatch):
     import sklearn_mln._evolution._inner as inner
 
     config, batch, X_val, spec, thetas = setup
-    whole = evaluate_chunk(thetas, spec, config, batch, X_val, None, True)
+    whole = evaluate_chunk(thetas, spec, config, batch, X_val, True)
     prepared = prepare_tasks(config, batch)
     per_member = prepared.floats_per_sample * batch.X_train.shape[1]
     monkeypatch.setattr(inner, "MEMORY_BUDGET_FLOATS", 2 * batch.n_tasks * per_member)
     assert members_per_pass(config, batch, prepared) // batch.n_tasks == 2
-    cut = evaluate_chunk(thetas, spec, config, batch, X_val, None, True)
+    cut = evaluate_chunk(thetas, spec, config, batch, X_val, True)
     np.testing.assert_array_equal(whole[0], cut[0])
     np.testing.assert_array_equal(whole[1], cut[1])
 

@@ -207,7 +207,7 @@ def test_evolved_loss_records_its_provenance(digits_flat, tmp_path):
     assert set(REQUIRED_KEYS) <= set(metadata)
     assert metadata["seed"] == 7
     assert metadata["wall_seconds"] >= 0
-    assert metadata["torch_threads"] == torch.get_num_threads()
+    assert metadata["torch_threads"] == 1  # what the fit ran at, whatever the caller
     assert metadata["versions"]["torch"] and metadata["versions"]["sklearn-mln"]
     assert isinstance(metadata["command"], str) and metadata["command"]
     assert metadata["params"]["random_state"] == 7
@@ -231,18 +231,40 @@ class _ThreadRecordingMLP(torch.nn.Module):
         return self.fc(X.flatten(1))
 
 
-def test_the_callers_torch_threads_are_never_changed(digits_flat):
+def test_evaluation_runs_at_one_thread_and_the_callers_setting_is_restored(digits_flat):
     X, y = digits_flat
     previous = torch.get_num_threads()
-    mine = previous + 1  # not what any cap would pick on this machine
+    mine = previous + 1  # not what the library picks
     torch.set_num_threads(mine)
     try:
         _ThreadRecordingMLP.seen.clear()
         MLNEvolver(**TINY, module=_ThreadRecordingMLP, random_state=0).fit(X[:200], y[:200])
-        assert _ThreadRecordingMLP.seen and set(_ThreadRecordingMLP.seen) == {mine}
+        assert _ThreadRecordingMLP.seen and set(_ThreadRecordingMLP.seen) == {1}
         assert torch.get_num_threads() == mine
     finally:
         torch.set_num_threads(previous)
+
+
+def test_the_same_loss_whatever_the_callers_threads_and_n_jobs(digits):
+    """Images (the CNN, whose convolutions split their work by threads), called at 1 and 2
+    torch threads, with n_jobs 1 and 2: one loss, bit for bit."""
+    X, y = digits
+    settings = dict(n_shots=5, n_tasks=2, popsize=4, n_generations=3, inner_steps=10)
+    previous = torch.get_num_threads()
+    thetas = {}
+    try:
+        for caller_threads in (1, 2):
+            for n_jobs in (1, 2):
+                torch.set_num_threads(caller_threads)
+                evo = MLNEvolver(**settings, random_state=5, n_jobs=n_jobs).fit(X[:300], y[:300])
+                thetas[caller_threads, n_jobs] = evo.meta_loss_.get_flat_params()
+                assert torch.get_num_threads() == caller_threads
+    finally:
+        torch.set_num_threads(previous)
+    reference = thetas[1, 1]
+    assert not np.array_equal(reference, evo.meta_loss_.get_flat_params() * 0)  # evolved
+    for key, theta in thetas.items():
+        np.testing.assert_array_equal(theta, reference, err_msg=str(key))
 
 
 def test_no_pycma_matplotlib_warning_without_matplotlib():

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 from .._evolution._evolver import MLNEvolver
 from ..benchmark import CLASSICAL_GRIDS
@@ -49,7 +51,7 @@ def _load(args, pool_size):
     try:
         splits = load_splits(
             args.dataset, data_home=args.data_home, pool_size=pool_size, seed=args.seed,
-            data=args.data, label_column=args.label_column,
+            data=args.data, label_column=args.label_column, standardize=args.standardize,
         )  # fmt: skip
     except (DataFileError, FileNotFoundError) as exc:
         _fail(exc)
@@ -146,10 +148,19 @@ def _evolve(args, command: str) -> int:
     evolver = MLNEvolver(**params, random_state=args.seed, verbose=0 if args.quiet else 1)
     fit_started = time.perf_counter()
     try:
-        evolver.fit(X_pool, y_pool)
+        with warnings.catch_warnings():  # a run that fails says so below, in its own words
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            evolver.fit(X_pool, y_pool)
     except ValueError as exc:
         _fail(exc)
     seconds = time.perf_counter() - fit_started
+    if evolver.best_fitness_ <= 0:
+        _fail(
+            "every candidate loss failed (its classifiers went non-finite or predicted one "
+            "class), the start included, so no loss was saved. Likely causes: features of "
+            "very different scales (drop --no-standardize, or scale them yourself) or a step "
+            "size too large for this data (lower --inner-lr)."
+        )
     print(
         f"Evolution: {len(evolver.history_)} generations in {seconds:.0f} s; chosen: "
         f"{evolver.reevaluation_['chosen']} (re-evaluated fitness {evolver.best_fitness_:.4f})."
@@ -167,7 +178,9 @@ def _evolve(args, command: str) -> int:
         loss.metadata.update(provenance(seed=args.seed, started=started, threads=threads))
     loss.metadata["command"] = command  # what the estimator cannot know
     loss.metadata["dataset"] = str(Path(args.data).resolve()) if args.data else args.dataset
-    loss.metadata["data"] = _split_description(args, len(y_pool), len(y_test))
+    loss.metadata["data"] = _split_description(
+        args, len(y_pool), len(y_test), standardized=args.standardize and kind == "samples"
+    )
     loss.metadata["evolution_seconds"] = round(seconds, 1)
     loss.save(output)
     print(
@@ -177,12 +190,13 @@ def _evolve(args, command: str) -> int:
     return 0
 
 
-def _split_description(args, n_pool: int, n_test: int) -> str:
+def _split_description(args, n_pool: int, n_test: int, standardized: bool) -> str:
     if args.data or args.dataset == "digits":
         split = f"stratified 50 / 50 split, seed {args.seed}"
     else:
         split = f"its train / test splits, pool subsampled with seed {args.seed}"
-    return f"{_data_name(args)}: {split}; pool {n_pool}, held-out {n_test}"
+    scaling = "; features standardized with the pool's statistics" if standardized else ""
+    return f"{_data_name(args)}: {split}; pool {n_pool}, held-out {n_test}{scaling}"
 
 
 def _benchmark(args, command: str) -> int:
@@ -192,6 +206,7 @@ def _benchmark(args, command: str) -> int:
     try:
         run_benchmark(
             args.dataset, data=args.data, label_column=args.label_column,
+            standardize=args.standardize,
             data_home=args.data_home, pool_size=args.pool_size, test_size=args.test_size,
             losses=args.loss, output=args.output, log=log, command=command,
             random_state=args.seed, **values(args, BENCHMARK_OPTIONS),

@@ -126,6 +126,14 @@ def _data_options(p: argparse.ArgumentParser, dataset: str, *, classifier: bool)
         "class, else the last one)",
     )
     group.add_argument(
+        "--no-standardize",
+        dest="standardize",
+        action="store_false",
+        help="keep flat features (a CSV or .npz table) as they are; by default they are "
+        "scaled to zero mean and unit variance with the pool's statistics, as small nets "
+        "trained by SGD need (images are never scaled)",
+    )
+    group.add_argument(
         "--data-home", help="folder with Fashion-MNIST IDX files or CIFAR-10 python batches"
     )
     if classifier:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from joblib import Parallel, effective_n_jobs
 from sklearn.base import BaseEstimator, _fit_context
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
@@ -27,6 +28,7 @@ from .._losses._meta_loss import (
 )
 from .._losses._resolve import frozen_copy
 from .._utils._provenance import provenance
+from .._utils._threads import EVALUATION_THREADS, torch_threads
 from .._utils._validation import check_random_state, check_sample_shape
 from ._checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from ._inner import InnerConfig, make_module, make_task_batch
@@ -324,6 +326,12 @@ class MLNEvolver(BaseEstimator):
         -------
         self : MLNEvolver
         """
+        # every torch op of the fit at one thread: results then do not depend on the
+        # caller's thread setting (restored after), and small nets run fastest so
+        with torch_threads(EVALUATION_THREADS):
+            return self._fit(X, y)
+
+    def _fit(self, X, y):
         fit_started = time.perf_counter()
         X, y_enc, n_ways = self._validate_pool(X, y)
         run_id, saved = self._saved_run(X, y_enc)
@@ -413,6 +421,14 @@ class MLNEvolver(BaseEstimator):
         self.n_generations_ = len(self.history_)
         self.reevaluation_ = {"labels": labels, "fitness": scores.tolist(), "chosen": labels[best]}
         self.best_fitness_ = float(scores[best])
+        if self.best_fitness_ <= 0:
+            warnings.warn(
+                "Every candidate loss failed on the re-evaluation tasks, the start included "
+                "(classifiers went non-finite or predicted a single class): meta_loss_ is "
+                "not a usable loss. Standardize flat features, or lower inner_lr.",
+                ConvergenceWarning,
+                stacklevel=5,  # the caller of fit
+            )
         net = MetaLossNetwork.from_spec(spec, candidates[best])
         net.metadata = self._metadata(n_samples, fit_started)
         self.meta_loss_ = frozen_copy(net)

@@ -1,11 +1,11 @@
 """Evaluate a population of candidate losses over joblib workers.
 
 The population is cut into one chunk per worker; each chunk trains all its
-(candidate, task) classifiers together (see :mod:`sklearn_mln._evolution._inner`). Worker processes
-cap torch's threads at their share of the cores (``cpu_count // n_workers``) so that
-``n_jobs`` workers share the cores instead of oversubscribing. A chunk that runs in the
-calling process (``n_jobs=1``, or joblib's threading backend) keeps that process's torch
-thread setting: the library never changes it.
+(candidate, task) classifiers together (see :mod:`sklearn_mln._evolution._inner`). Every
+chunk runs at :data:`~sklearn_mln._utils._threads.EVALUATION_THREADS` torch threads, in a
+worker or in the calling process alike (whose own setting is restored after), so the
+result of a generation does not depend on ``n_jobs``, the caller's thread setting or the
+backend, and ``n_jobs`` workers share the cores instead of oversubscribing them.
 
 When ``n_jobs > 1`` pays: each worker trains its share of the population at the speed of
 one process, so workers pay in proportion to the idle cores they find; on a machine whose
@@ -24,7 +24,6 @@ says nothing about theirs).
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 
 import numpy as np
@@ -33,6 +32,7 @@ from joblib import Parallel, delayed, effective_n_jobs, parallel_config
 from joblib.parallel import get_active_backend
 
 from .._losses._meta_loss import MetaLossNetwork, MetaLossSpec
+from .._utils._threads import EVALUATION_THREADS, torch_threads
 from ._inner import (
     InnerConfig,
     TaskBatch,
@@ -42,11 +42,6 @@ from ._inner import (
     score_population,
     score_reference,
 )
-
-
-def threads_per_worker(n_workers: int) -> int:
-    """Torch threads each of ``n_workers`` workers may use on this machine."""
-    return max(1, (os.cpu_count() or 1) // max(1, n_workers))
 
 
 @contextlib.contextmanager
@@ -101,47 +96,33 @@ def evaluate_chunk(
     config: InnerConfig,
     batch: TaskBatch,
     X_val: np.ndarray,
-    n_threads: int | None,
     vectorized: bool,
-    caller_pid: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Accuracy ``(len(thetas), n_tasks)`` and failure flags of candidate parameter vectors.
-
-    In a worker process (any process but ``caller_pid``) torch uses ``n_threads``
-    threads for the call; ``n_threads=None``, or running in the caller's own process,
-    keeps the process's torch thread setting.
-    """
-    previous = torch.get_num_threads()
-    capped = n_threads is not None and os.getpid() != caller_pid
-    if capped:
-        torch.set_num_threads(n_threads)
-    try:
-        with torch.random.fork_rng(devices=[]):
-            if vectorized:
-                # the template, initial weights and memory probe serve every pass
-                prepared = prepare_tasks(config, batch)
-                # candidates per pass so the autograd graph stays inside the memory budget
-                step = max(1, members_per_pass(config, batch, prepared) // batch.n_tasks)
-                results = [
-                    score_population(
-                        mln_population_loss(group, spec, batch.n_tasks, config.device),
-                        len(group),
-                        config,
-                        batch,
-                        X_val,
-                        prepared=prepared,
-                    )
-                    for group in (thetas[i : i + step] for i in range(0, len(thetas), step))
-                ]
-                return (
-                    np.concatenate([r[0] for r in results]),
-                    np.concatenate([r[1] for r in results]),
+    """Accuracy ``(len(thetas), n_tasks)`` and failure flags of candidate parameter vectors,
+    at :data:`EVALUATION_THREADS` torch threads (the process's setting restored after)."""
+    with torch_threads(EVALUATION_THREADS), torch.random.fork_rng(devices=[]):
+        if vectorized:
+            # the template, initial weights and memory probe serve every pass
+            prepared = prepare_tasks(config, batch)
+            # candidates per pass so the autograd graph stays inside the memory budget
+            step = max(1, members_per_pass(config, batch, prepared) // batch.n_tasks)
+            results = [
+                score_population(
+                    mln_population_loss(group, spec, batch.n_tasks, config.device),
+                    len(group),
+                    config,
+                    batch,
+                    X_val,
+                    prepared=prepared,
                 )
-            losses = [MetaLossNetwork.from_spec(spec, theta) for theta in thetas]
-            return score_reference(losses, config, batch, X_val)
-    finally:
-        if capped:
-            torch.set_num_threads(previous)
+                for group in (thetas[i : i + step] for i in range(0, len(thetas), step))
+            ]
+            return (
+                np.concatenate([r[0] for r in results]),
+                np.concatenate([r[1] for r in results]),
+            )
+        losses = [MetaLossNetwork.from_spec(spec, theta) for theta in thetas]
+        return score_reference(losses, config, batch, X_val)
 
 
 def evaluate_population(
@@ -161,12 +142,9 @@ def evaluate_population(
     """
     n_workers = min(len(thetas), effective_n_jobs(n_jobs))
     chunks = np.array_split(np.arange(len(thetas)), n_workers)
-    n_threads = None if _active_dask_backend() is not None else threads_per_worker(n_workers)
     parallel = parallel if parallel is not None else Parallel(n_jobs=n_workers)
-    pid = os.getpid()
     results = parallel(
-        delayed(evaluate_chunk)(thetas[c], spec, config, batch, X_val, n_threads, vectorized, pid)
-        for c in chunks
+        delayed(evaluate_chunk)(thetas[c], spec, config, batch, X_val, vectorized) for c in chunks
     )
     accuracy = np.concatenate([r[0] for r in results])
     failed = np.concatenate([r[1] for r in results])

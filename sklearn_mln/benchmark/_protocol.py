@@ -316,6 +316,7 @@ def run_benchmark(
     *,
     data=None,
     label_column=None,
+    standardize: bool = True,
     data_home=None,
     pool_size: int | None = 4000,
     test_size: int | None = 3000,
@@ -335,6 +336,9 @@ def run_benchmark(
         stratified half each); see :func:`sklearn_mln.datasets.load_splits`.
     data, label_column : optional
         The user's own data file instead of ``dataset`` (split 50 / 50).
+    standardize : bool, default=True
+        Scale flat features with the pool's statistics (images are left as they are); see
+        :func:`sklearn_mln.datasets.load_splits`.
     data_home : path, optional
         Folder of the data set's files (see :mod:`sklearn_mln.datasets`).
     pool_size, test_size : int or None
@@ -367,7 +371,7 @@ def run_benchmark(
     seed = int(options.get("random_state", 0))
     X_pool, y_pool, X_test, y_test = load_splits(
         dataset, data_home=data_home, pool_size=pool_size, test_size=test_size, seed=seed,
-        data=data, label_column=label_column,
+        data=data, label_column=label_column, standardize=standardize,
     )  # fmt: skip
     _, y_pool = np.unique(y_pool, return_inverse=True)
     _, y_test = np.unique(y_test, return_inverse=True)
