@@ -49,12 +49,16 @@ def _data_name(args) -> str:
 
 def _load(args, pool_size):
     try:
-        splits = load_splits(
+        with warnings.catch_warnings(record=True) as notes:
+            warnings.simplefilter("always", UserWarning)
+            splits = load_splits(
             args.dataset, data_home=args.data_home, pool_size=pool_size, seed=args.seed,
-            data=args.data, label_column=args.label_column, standardize=args.standardize,
-        )  # fmt: skip
+                data=args.data, label_column=args.label_column, standardize=args.standardize,
+            )  # fmt: skip
     except (DataFileError, FileNotFoundError) as exc:
         _fail(exc)
+    for note in notes:  # e.g. which CSV column became the labels
+        print(f"note: {note.message}", file=sys.stderr)
     if getattr(args, "classifier", None) == "auto":
         digits = args.dataset == "digits" and not args.data
         args.classifier = "mlp" if digits or splits[0].ndim == 2 else "cnn"
@@ -102,6 +106,7 @@ def _compare(args, params: dict, losses: dict, X_test, y_test) -> str:
         n_shots=params["n_shots"],
         n_tasks=args.eval_tasks,
         random_state=args.seed + 1,
+        progress=not args.quiet,
     )
     return comparison_table(summarize(accuracies, "cross_entropy"), "cross_entropy")
 
@@ -185,7 +190,10 @@ def _evolve(args, command: str) -> int:
     loss.save(output)
     print(
         f"\nSaved the evolved loss to {output} ({loss.metadata['generations']} generations, "
-        f"re-evaluated fitness {loss.metadata['reevaluated_fitness']:.4f})."
+        f"re-evaluated fitness {loss.metadata['reevaluated_fitness']:.4f}). Next:\n"
+        f"  train with it:    MLNClassifier(meta_loss={str(output)!r}).fit(X, y)\n"
+        f"  compare it again: python -m sklearn_mln evaluate {output}"
+        + (f" --data {args.data}" if args.data else "")
     )
     return 0
 

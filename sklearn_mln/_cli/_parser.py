@@ -190,6 +190,7 @@ def _benchmark_options(p) -> None:
     )
     p.add_argument(
         "--output",
-        default="benchmarks/results/small_data",
-        help="folder of results.json, results.md and accuracy_vs_k.png (default: %(default)s)",
+        default="sklearn-mln-benchmark",
+        help="folder of results.json, results.md and accuracy_vs_k.png, created in the current "
+        "folder unless a path says otherwise (default: %(default)s)",
     )

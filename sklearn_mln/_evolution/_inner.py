@@ -62,6 +62,12 @@ class TaskBatch:
     def n_tasks(self) -> int:
         return len(self.init_seeds)
 
+    def take(self, index: slice) -> TaskBatch:
+        """The tasks ``index`` of this batch."""
+        return TaskBatch(
+            self.X_train[index], self.y_train[index], self.y_val[index], self.init_seeds[index]
+        )
+
 
 def make_task_batch(
     tasks: Sequence[Task],

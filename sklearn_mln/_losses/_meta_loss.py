@@ -339,8 +339,8 @@ class MetaLossNetwork(nn.Module):
         ``"per_class"`` only: each class's net also sees the true class's prediction
         ``q_y`` (margin- and focal-like shapes). Saved files then use format version 2.
     progress_input : bool, default=False
-        The net also sees the training progress :attr:`progress` (a loss that changes
-        over training). Saved files then use format version 2.
+        The net also sees how far training has got (:attr:`progress`, from 0 to 1): a loss
+        that changes over training. Saved files then use format version 2.
     shots_input : bool, default=False
         The net also sees the size of the training set, :attr:`shots` examples per class
         (a loss that adapts to one-shot or fifty-shot data). Saved files then use format

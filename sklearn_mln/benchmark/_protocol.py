@@ -121,11 +121,12 @@ def small_data_benchmark(
         Learned (or any other) losses, tuned over lr and steps only.
     baselines : sequence of str, or mapping of str to grid
         Classical losses of :data:`CLASSICAL_GRIDS`, each tuned over its own
-        hyperparameters as well; a mapping gives each its own grid (a smaller one for an
-        expensive run), e.g. ``{"label_smoothing": {"smoothing": (0.1, 0.9)}}``.
+        hyperparameters as well. (From Python, a mapping gives each its own grid, e.g.
+        ``{"label_smoothing": {"smoothing": (0.1, 0.9)}}``, a smaller one for an expensive
+        run.)
     architectures : sequence of str
-        Keys of ``sklearn_mln._classifier._nets.ARCHITECTURES`` (``cnn``, ``mlp``, ``cnn-wide``,
-        ``mlp2``).
+        The classifiers compared: ``cnn`` (the default small CNN), ``mlp`` (the default
+        MLP), ``cnn-wide`` and ``mlp2`` (wider ones, never seen by evolution).
     ks : sequence of int
         Training images per class.
     n_tasks : int
@@ -299,16 +300,28 @@ def paired_accuracies(
     n_tasks: int,
     random_state: int,
     momentum: float = 0.9,
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """Accuracy on ``n_tasks`` shared tasks for each loss at one SGD setting.
 
-    ``y`` is encoded ``0 .. C-1``; each classifier is scored on the rest of ``X``.
+    ``y`` is encoded ``0 .. C-1``; each classifier is scored on the rest of ``X``. With
+    ``progress``, a progress bar on stderr counts the tasks as they are done.
     """
+    from tqdm.auto import tqdm
+
     batch = shared_tasks(X, y, n_shots, n_tasks, np.random.RandomState(random_state))
     settings = [Setting(name, (), float(lr), int(steps)) for name in losses]
     modules = {(name, ()): loss for name, loss in losses.items()}
-    scores = score_settings(settings, modules, module_factory, batch, X, momentum=momentum)
-    return {s.loss: scores.accuracy[s] for s in settings}
+    per_pass = max(1, -(-n_tasks // 10)) if progress else n_tasks  # 10 updates of the bar
+    parts = {s: [] for s in settings}
+    with tqdm(total=n_tasks, unit="task", desc="comparing", disable=not progress) as bar:
+        for start in range(0, n_tasks, per_pass):
+            part = batch.take(slice(start, start + per_pass))
+            scores = score_settings(settings, modules, module_factory, part, X, momentum=momentum)
+            for s in settings:
+                parts[s].append(scores.accuracy[s])
+            bar.update(part.n_tasks)
+    return {s.loss: np.concatenate(parts[s]) for s in settings}
 
 
 def run_benchmark(

@@ -70,12 +70,6 @@ def _stacked_per_sample(losses: Sequence[nn.Module], n_tasks: int):
     return per_sample
 
 
-def _subset(batch: TaskBatch, index: slice) -> TaskBatch:
-    return TaskBatch(
-        batch.X_train[index], batch.y_train[index], batch.y_val[index], batch.init_seeds[index]
-    )
-
-
 def score_settings(
     settings: Sequence[Setting],
     modules: Mapping[tuple, nn.Module],
@@ -110,7 +104,7 @@ def score_settings(
                 group = keys[start : start + losses_per_pass]
                 steps = sorted({st for key in group for st in by_loss[key]})
                 for t0 in range(0, n_tasks, tasks_per_pass):
-                    part = _subset(batch, slice(t0, t0 + tasks_per_pass))
+                    part = batch.take(slice(t0, t0 + tasks_per_pass))
                     tick = time.perf_counter()
                     result = score_population_at_steps(
                         _stacked_per_sample([modules[k] for k in group], part.n_tasks),
@@ -243,7 +237,7 @@ def tune(
     )  # fmt: skip
     state = _Tuning(
         families, lambda settings, tasks, **kw: score(settings, batch=tasks, **kw),
-        _subset(batch, slice(0, n_screening_tasks)), _subset(batch, slice(n_screening_tasks, None)),
+        batch.take(slice(0, n_screening_tasks)), batch.take(slice(n_screening_tasks, None)),
         {name: sorted(float(v) for v in grid_lr) for name in families},
         {name: param_grid(grid) for name, grid in families.items()},
         sorted(int(st) for st in grid_steps), max_lr_extensions,

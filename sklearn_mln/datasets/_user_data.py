@@ -25,6 +25,7 @@ Every class needs at least 2 samples (one for each half of the 50 / 50 split).
 from __future__ import annotations
 
 import csv
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -74,7 +75,9 @@ def _check_labels(y: np.ndarray, n: int, path: Path) -> np.ndarray:
         raise DataFileError(f"{path}: labels must be integers or strings, not {y.dtype}.")
     classes, counts = np.unique(y, return_counts=True)
     if len(classes) < 2:
-        raise DataFileError(f"{path}: only one class ({classes[0]!r}); at least 2 are needed.")
+        raise DataFileError(
+            f"{path}: only one class ({classes[0].item()!r}); at least 2 are needed."
+        )
     if counts.min() < 2:
         rare = classes[counts.argmin()]
         raise DataFileError(
@@ -188,7 +191,17 @@ def _label_index(path: Path, header, width: int, label_column) -> int:
             raise DataFileError(f"{path}: label column {index} is out of range ({width} columns).")
         return index % width
     lowered = [name.lower() for name in header or []]
-    return next((lowered.index(name) for name in LABEL_NAMES if name in lowered), width - 1)
+    named = next((lowered.index(name) for name in LABEL_NAMES if name in lowered), None)
+    if named is not None:
+        return named
+    last = repr(header[-1]) if header else f"{width - 1} (counting from 0)"
+    warnings.warn(
+        f"{path}: no column is named {', '.join(LABEL_NAMES)}; the last column, {last}, is "
+        "taken as the labels (label_column / --label-column chooses another).",
+        UserWarning,
+        stacklevel=5,
+    )
+    return width - 1
 
 
 # --------------------------------------------------------------------------- image folder
