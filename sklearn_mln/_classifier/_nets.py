@@ -8,6 +8,8 @@ for the CNN, and ``torch.func.vmap`` over ``functional_call`` for any other modu
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import math
 from collections.abc import Callable
@@ -92,9 +94,24 @@ class _MaxPool2x2(torch.autograd.Function):
 _transforms_active = getattr(torch._C, "_are_functorch_transforms_active", lambda: True)
 
 
+#: set while a caller differentiates through training (the fast pooling's backward is
+#: differentiable once only)
+_TWICE_DIFFERENTIABLE = contextvars.ContextVar("twice_differentiable", default=False)
+
+
+@contextlib.contextmanager
+def twice_differentiable():
+    """Within the block, the nets' forward passes use only twice-differentiable kernels."""
+    token = _TWICE_DIFFERENTIABLE.set(True)
+    try:
+        yield
+    finally:
+        _TWICE_DIFFERENTIABLE.reset(token)
+
+
 def max_pool_2x2(h: Tensor) -> Tensor:
     """``F.max_pool2d(h, 2)`` for ``(N, C, H, W)`` input; same values and gradients."""
-    if h.ndim != 4 or _transforms_active():  # e.g. inside torch.func.vmap
+    if h.ndim != 4 or _transforms_active() or _TWICE_DIFFERENTIABLE.get():  # e.g. in vmap
         return F.max_pool2d(h, 2)
     return _MaxPool2x2.apply(h)
 

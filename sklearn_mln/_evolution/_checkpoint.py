@@ -47,7 +47,17 @@ FORMAT_VERSION = 1
 #: parameters that change how (or how long), not what, is computed: they may differ
 #: between a run and its resume, every other parameter must match
 EXECUTION_PARAMS = frozenset(
-    {"checkpoint_path", "n_jobs", "verbose", "max_time", "n_generations", "device", "vectorized"}
+    {
+        "checkpoint_path",
+        "n_jobs",
+        "verbose",
+        "max_time",
+        "n_generations",
+        "device",
+        "vectorized",
+        "refine_steps",
+        "refine_lr",  # refinement runs after the saved state
+    }  # fmt: skip
 )
 #: the file's name for each random generator's state
 _GENERATORS = ("initial_rng", "rng", "cma_rng")

@@ -33,6 +33,7 @@ from .._utils._validation import check_random_state, check_sample_shape
 from ._checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from ._inner import InnerConfig, make_module, make_task_batch
 from ._parallel import evaluate_population, shared_with_workers, single_threaded_blas
+from ._refine import refine, tasks_of
 from ._state import EvolutionState, Problem, evolve, reevaluate_shortlist, start_point
 from ._strategy import CMAStrategy
 from ._tasks import class_indices, draw_seeds, sample_tasks
@@ -95,6 +96,15 @@ class MLNEvolver(BaseEstimator):
     n_reeval_tasks : int, default=16
         Size of the fixed task set on which the final shortlist is re-evaluated (see Notes)
         and of the task set :meth:`score` draws.
+    refine_steps : int, default=0
+        Gradient refinement after CMA-ES (``0``: none): this many Adam steps on the
+        chosen loss, each following the gradient of the validation cross-entropy of
+        classifiers trained with it on a fresh batch of ``n_tasks`` tasks, differentiated
+        through their unrolled SGD steps (as in ML3 and EvoMAL's local search). The refined
+        loss joins the re-evaluation and is kept only if it scores higher there. Memory
+        grows with ``inner_steps``: every step of every task's training stays in the graph.
+    refine_lr : float, default=0.003
+        Adam's step size for the refinement, in units of the flat parameter vector.
     max_time : float or None, default=None
         Stop after this many seconds (checked between generations).
     diagonal : bool or "auto", default="auto"
@@ -106,9 +116,10 @@ class MLNEvolver(BaseEstimator):
         Torch device of the inner loop, e.g. ``"cuda"``.
     n_jobs : int or None, default=None
         joblib workers evaluating candidates; ``None`` means 1 unless in a
-        :func:`joblib.parallel_config` context, ``-1`` all cores. Worker processes cap
-        torch's threads at their share of the cores; the calling process's torch thread
-        setting is never changed (see :mod:`sklearn_mln._evolution._parallel`).
+        :func:`joblib.parallel_config` context, ``-1`` all cores. Every process trains at
+        one torch thread, so the result is the same for any ``n_jobs`` and any thread
+        setting of the caller, which ``fit`` restores when it returns; use ``n_jobs`` to
+        use more cores.
     random_state : int, RandomState instance or None, default=None
         Seeds the split, the tasks, the initial weights and CMA-ES; ``None`` seeds them
         from fresh operating-system entropy. NumPy's and torch's global generators are
@@ -135,6 +146,9 @@ class MLNEvolver(BaseEstimator):
         Re-evaluated fitness of ``meta_loss_``.
     reevaluation_ : dict
         Shortlist labels and their re-evaluated fitness.
+    refinement_ : list of dict
+        With ``refine_steps``: per step, the validation loss before it and the gradient's
+        norm (empty without refinement).
     stop_reason_ : str
     classes_ : ndarray
     n_features_in_ : int
@@ -202,6 +216,8 @@ class MLNEvolver(BaseEstimator):
         "inner_momentum": [Interval(Real, 0, 1, closed="left")],
         "validation_size": [Interval(Real, 0, 1, closed="neither")],
         "n_reeval_tasks": [Interval(Integral, 1, None, closed="left")],
+        "refine_steps": [Interval(Integral, 0, None, closed="left")],
+        "refine_lr": [Interval(Real, 0, None, closed="neither")],
         "max_time": [Interval(Real, 0, None, closed="neither"), None],
         "diagonal": ["boolean", StrOptions({"auto"})],
         "vectorized": ["boolean"],
@@ -236,6 +252,8 @@ class MLNEvolver(BaseEstimator):
         inner_momentum=0.9,
         validation_size=0.5,
         n_reeval_tasks=16,
+        refine_steps=0,
+        refine_lr=0.003,
         max_time=None,
         diagonal="auto",
         vectorized=True,
@@ -266,6 +284,8 @@ class MLNEvolver(BaseEstimator):
         self.inner_momentum = inner_momentum
         self.validation_size = validation_size
         self.n_reeval_tasks = n_reeval_tasks
+        self.refine_steps = refine_steps
+        self.refine_lr = refine_lr
         self.max_time = max_time
         self.diagonal = diagonal
         self.vectorized = vectorized
@@ -362,8 +382,32 @@ class MLNEvolver(BaseEstimator):
             labels, candidates, scores = reevaluate_shortlist(
                 state, strategy, problem, x0, parallel
             )
+            self.refinement_ = []
+            if self.refine_steps:
+                refined, self.refinement_ = self._refine(
+                    candidates[np.argmax(scores)], problem, state
+                )
+                score, _ = problem.fitness(refined[None], problem.reevaluation_tasks(), parallel)
+                labels = [*labels, "gradient-refined"]
+                candidates = np.vstack([candidates, refined])
+                scores = np.append(scores, score)
         self._finalise(state, labels, candidates, scores, problem.spec, len(X), fit_started)
         return self
+
+    def _refine(self, theta, problem, state) -> tuple[np.ndarray, list[dict]]:
+        """The refinement's steps, with tasks drawn from the run's generator where
+        evolution left it (so refinement changes nothing before it)."""
+        if not problem.vectorized:
+            raise ValueError("refine_steps needs a module the population path can batch.")
+        rng = np.random.RandomState()
+        rng.set_state(state.rng_state)
+        seeds = draw_seeds(rng, self.refine_steps + 1)
+        batches = tasks_of(problem, seeds[1:])
+        sampler = np.random.RandomState(int(seeds[0]))
+        return refine(
+            theta, problem.spec, problem.config, batches, problem.X_val,
+            lr=self.refine_lr, rng=sampler,
+        )  # fmt: skip
 
     def _saved_run(self, X, y_enc) -> tuple[str | None, EvolutionState | None]:
         """The run's fingerprint and its state in ``checkpoint_path`` (``None``: start)."""
