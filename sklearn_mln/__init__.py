@@ -11,6 +11,7 @@ from ._classifier._nets import MLP, SmallCNN
 from ._evolution._evolver import MLNEvolver
 from ._losses._classical import ClassicalLoss
 from ._losses._meta_loss import MetaLossNetwork, load_meta_loss
+from ._model_selection._cv import MLNClassifierCV
 from ._version import __version__
 from .pretrained import load_pretrained
 
@@ -18,6 +19,7 @@ __all__ = [
     "ClassicalLoss",
     "MLP",
     "MLNClassifier",
+    "MLNClassifierCV",
     "MLNEvolver",
     "MetaLossNetwork",
     "SmallCNN",

@@ -507,3 +507,56 @@ def test_a_shots_input_loss_is_told_the_examples_per_class_of_y(digits_flat):
     (record,) = [cb for _, cb in clf.net_.callbacks_ if isinstance(cb, RecordShots)]
     assert record.seen == 6.0
     assert loss.shots is None  # the user's loss is not the one trained
+
+
+class _RecordsThreads(torch.nn.Module):
+    """A linear classifier that records torch's thread count at every forward pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+        self.fc = torch.nn.Linear(64, 10)
+
+    def forward(self, X):
+        self.seen.append(torch.get_num_threads())
+        return self.fc(X.flatten(1))
+
+
+@pytest.mark.parametrize(
+    "n_threads, small_work, expected",
+    [("auto", True, 1), ("auto", False, "caller"), (2, True, 2), (None, True, "caller")],
+)
+def test_fit_and_predict_pick_their_threads_and_restore_the_callers(
+    digits_flat, monkeypatch, n_threads, small_work, expected
+):
+    from sklearn_mln._utils import _threads
+
+    if not small_work:  # every step counts as large work
+        monkeypatch.setattr(_threads, "SMALL_WORK_FLOPS", 0)
+    X, y = digits_flat
+    previous = torch.get_num_threads()
+    caller = 3  # what neither the library nor the machine would pick
+    torch.set_num_threads(caller)
+    try:
+        clf = MLNClassifier(module=_RecordsThreads(), max_epochs=2, n_threads=n_threads)
+        clf.fit(X[:50], y[:50])
+        seen_in_fit = set(clf.module_.seen[-2:])  # the two epochs (before: checks and probes)
+        clf.module_.seen.clear()
+        clf.predict(X[:5])
+        assert torch.get_num_threads() == caller
+    finally:
+        torch.set_num_threads(previous)
+    want = caller if expected == "caller" else expected
+    assert seen_in_fit == {want} and set(clf.module_.seen) == {want}
+    assert clf.n_threads_ == (None if expected == "caller" else expected)
+
+
+def test_the_default_nets_on_small_data_count_as_small_work(digits):
+    from sklearn_mln._classifier._nets import default_module_factory
+    from sklearn_mln._utils._threads import threads_for_training
+
+    X, _ = digits
+    cnn = default_module_factory(X.shape[1:], 10)()
+    sample = torch.as_tensor(X[:1])
+    assert threads_for_training(cnn, sample, 100, -1) == 1  # 10 per class: one thread
+    assert threads_for_training(cnn, sample, 100_000, -1) is None  # a large set: the caller's

@@ -85,6 +85,7 @@ WING_RANK = {
     "_classifier": 2,
     "_evolution": 3,
     "benchmark": 4,
+    "_model_selection": 4,
     "plotting": 4,
     "toolkit": 5,
     "_cli": 5,

@@ -25,6 +25,7 @@ from torch import nn
 from .._losses._meta_loss import examples_per_class
 from .._losses._resolve import resolve_loss
 from .._utils._device import cuda_index
+from .._utils._threads import threads_for_training, torch_threads
 from .._utils._validation import check_random_state, check_sample_shape
 from ._nets import default_module_factory
 
@@ -186,6 +187,14 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
         defaults. They are copied at fit time; the trained ones are in
         ``net_.callbacks_``.
     device : str or torch.device, default="cpu"
+    n_threads : "auto", int or None, default="auto"
+        Torch threads ``fit`` and ``predict`` run at; the caller's setting is restored
+        after. ``"auto"``: one thread when a training step is small (under
+        :data:`~sklearn_mln._utils._threads.SMALL_WORK_FLOPS`, counted on one sample:
+        the default nets on small data), where one thread is as fast as several on an
+        idle machine and many times faster on a busy one, else the caller's setting.
+        ``None``: always the caller's setting. The thread count can change a result's
+        last bits, so a fixed count reproduces across callers.
     random_state : int, RandomState instance or None, default=None
         Seeds the weight initialization and the shuffling of mini-batches; ``None`` seeds
         them from fresh operating-system entropy. Neither ``fit`` nor ``predict`` moves
@@ -222,6 +231,9 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
         The trained classifier (``net_.module_``).
     history_ : skorch.History
         One row per epoch (``train_loss``, and whatever the callbacks record).
+    n_threads_ : int or None
+        The torch threads ``fit`` ran at (``None``: the caller's setting); ``predict``
+        runs at the same.
 
     See Also
     --------
@@ -269,6 +281,7 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
         "callbacks": [None, list, StrOptions({"disable"})],
         "device": [str, torch.device],
         "random_state": ["random_state"],
+        "n_threads": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left"), None],
         "verbose": ["verbose"],
     }
 
@@ -285,6 +298,7 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
         train_split=None,
         callbacks=None,
         device="cpu",
+        n_threads="auto",
         random_state=None,
         verbose=0,
         **kwargs,
@@ -299,6 +313,7 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
         self.train_split = train_split
         self.callbacks = callbacks
         self.device = device
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
         vars(self).update(kwargs)
@@ -380,6 +395,17 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
             kwargs["optimizer__momentum"] = self.momentum
         return {**kwargs, **self._prefixed("optimizer")}
 
+    def _threads(self, net, X: np.ndarray) -> int | None:
+        """Torch threads of this fit: ``n_threads``, or for ``"auto"`` one thread when a
+        training step is small (see :func:`~sklearn_mln._utils._threads.threads_for_training`)
+        and the caller's setting otherwise."""
+        if self.n_threads != "auto":
+            return self.n_threads
+        if torch.device(self.device).type != "cpu":
+            return None
+        sample = torch.as_tensor(X[:1], device=self.device)
+        return threads_for_training(net.module_, sample, len(X), self.batch_size)
+
     def _training_setting(self, X: np.ndarray) -> tuple:
         """The loss, learning rate and epochs this fit trains with (see ``meta_loss``)."""
         if isinstance(self.meta_loss, str) and self.meta_loss == "auto":
@@ -455,7 +481,9 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
             torch.manual_seed(seed)
             net.initialize()  # skorch's fit is initialize + partial_fit
             _check_module_output(net, X[:2], len(self.classes_))
-            net.partial_fit(X, y_encoded)
+            self.n_threads_ = self._threads(net, X)
+            with torch_threads(self.n_threads_):
+                net.partial_fit(X, y_encoded)
         self.net_ = net
         self.module_ = net.module_
         self.history_ = net.history_
@@ -476,7 +504,10 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
         X = validate_data(self, X, dtype=np.float32, allow_nd=True, ensure_2d=False, reset=False)
         X = check_sample_shape(self, X, reset=False)
         # torch's DataLoader draws a seed from the global generator on every pass
-        with torch.random.fork_rng(devices=_rng_devices(self.device)):
+        with (
+            torch.random.fork_rng(devices=_rng_devices(self.device)),
+            torch_threads(self.n_threads_),
+        ):
             proba = self.net_.predict_proba(X).astype(np.float64)
         return proba / proba.sum(axis=1, keepdims=True)
 

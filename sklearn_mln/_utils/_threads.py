@@ -30,3 +30,32 @@ def torch_threads(n_threads: int | None):
     finally:
         if torch.get_num_threads() != previous:
             torch.set_num_threads(previous)
+
+
+#: below this many floating-point operations per training step (forward and backward of
+#: every sample), one thread trains a net at least as fast as several on an idle machine
+#: and many times faster on a busy one (benchmarks/results/threads/): a 10-shot small CNN
+#: on 28 x 28 images or any MLP on small data is below it, 50 images per class of
+#: Fashion-MNIST for the CNN above it
+SMALL_WORK_FLOPS = 4e8
+
+
+def flops_per_sample(module, X_sample) -> float | None:
+    """Forward FLOPs of ``module`` on one sample (``None`` if they cannot be counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            module(X_sample[:1])
+        return float(counter.get_total_flops())
+    except Exception:  # any module torch cannot count: no estimate
+        return None
+
+
+def threads_for_training(module, X_sample, n_samples: int, batch_size: int) -> int | None:
+    """One thread for a small net's training step, ``None`` (the caller's setting) else."""
+    flops = flops_per_sample(module, X_sample)
+    if flops is None:
+        return None
+    per_step = 3 * flops * (n_samples if batch_size == -1 else min(batch_size, n_samples))
+    return 1 if per_step < SMALL_WORK_FLOPS else None

@@ -1,0 +1,1 @@
+"""Model selection for MLNClassifier: every (candidate, fold) classifier as one population."""
