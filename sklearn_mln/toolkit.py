@@ -26,8 +26,8 @@ Results
     :func:`provenance`, :func:`provenance_lines`, :func:`atomic_write_bytes`.
 """
 
-from ._classifier._estimator import AUTO_TRAINING
-from ._classifier._nets import ARCHITECTURES, architecture_factory, default_module_factory
+from ._classifier import _estimator, _nets
+from ._classifier._nets import architecture_factory, default_module_factory
 from ._evolution._checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from ._evolution._evolver import resolve_module_factory
 from ._evolution._inner import InnerConfig, make_task_batch, score_reference
@@ -38,6 +38,11 @@ from ._evolution._tasks import class_indices, draw_seeds, sample_tasks
 from ._losses._meta_loss import MetaLossSpec, examples_per_class
 from ._utils._archive import atomic_write_bytes
 from ._utils._provenance import provenance, provenance_lines
+
+#: ``MLNClassifier()``'s training per kind of input: ``(loss, lr, epochs)``
+AUTO_TRAINING = _estimator.AUTO_TRAINING
+#: the named classifiers of the benchmark (``mlp``, ``cnn``, ``mlp2``, ``cnn-wide``)
+ARCHITECTURES = _nets.ARCHITECTURES
 
 __all__ = [
     "ARCHITECTURES",

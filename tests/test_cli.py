@@ -506,3 +506,11 @@ def test_raw_flat_features_are_standardized_and_a_run_that_fails_says_why(
     assert message.startswith("error: every candidate loss failed") and "scales" in message
     assert not raw.exists()
     assert "Saved" not in capsys.readouterr().out.split("wine")[-1]
+
+
+def test_a_run_settings_file_is_read_with_at(tmp_path):
+    settings = tmp_path / "run.txt"
+    settings.write_text("--n-shots\n3\n--popsize\n6\n--structure\njoint\n")
+    args = build_parser().parse_args(["evolve", f"@{settings}", "--popsize", "8"])
+    params = values(args, EVOLVE_OPTIONS)
+    assert (params["n_shots"], params["structure"], params["popsize"]) == (3, "joint", 8)

@@ -1,7 +1,8 @@
 """Sphinx extension: warn (an error under ``-W``) when a public name is missing from api.rst.
 
 Public names are ``sklearn_mln.__all__`` (but ``__version__``) and the ``__all__`` of
-``sklearn_mln.datasets``, ``sklearn_mln.plotting`` and ``sklearn_mln.benchmark``; api.rst
+``sklearn_mln.datasets``, ``sklearn_mln.plotting``, ``sklearn_mln.benchmark`` and
+``sklearn_mln.toolkit``; api.rst
 lists each, as ``Name`` under a ``.. currentmodule::`` of its module, in an
 ``autosummary`` table.
 """
@@ -18,6 +19,7 @@ PUBLIC_MODULES = (
     "sklearn_mln.datasets",
     "sklearn_mln.plotting",
     "sklearn_mln.benchmark",
+    "sklearn_mln.toolkit",
 )
 
 

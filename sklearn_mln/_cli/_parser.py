@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sklearn_mln",
         description="Evolve and evaluate meta-loss networks (learned loss functions).",
+        epilog="Options can be kept in a file, one per line, and read with @FILE: "
+        "'python -m sklearn_mln evolve @run.txt --seed 3' (later options win).",
+        fromfile_prefix_chars="@",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     evolve = sub.add_parser(

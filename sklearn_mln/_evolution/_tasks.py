@@ -30,7 +30,7 @@ class Task:
 
 
 def class_indices(y: np.ndarray, n_classes: int) -> list[np.ndarray]:
-    """Row indices of each encoded class ``0 .. n_classes - 1``."""
+    """Row indices of each encoded class, ``0`` to ``n_classes - 1``."""
     return [np.flatnonzero(y == c) for c in range(n_classes)]
 
 

@@ -5,8 +5,8 @@ The protocol is :mod:`sklearn_mln.benchmark._protocol`, the tuning
 :mod:`sklearn_mln.benchmark._report`; this module is their public face.
 """
 
+from . import _protocol
 from ._protocol import (
-    CLASSICAL_GRIDS,
     paired_accuracies,
     run_benchmark,
     shared_tasks,
@@ -15,6 +15,9 @@ from ._protocol import (
 )
 from ._report import benchmark_markdown, comparison_table, summarize, write_benchmark_report
 from ._tuning import Setting, score_settings
+
+#: each classical loss's own hyperparameter and the values the benchmark tunes it over
+CLASSICAL_GRIDS = _protocol.CLASSICAL_GRIDS
 
 __all__ = [
     "CLASSICAL_GRIDS",
