@@ -523,16 +523,23 @@ class _RecordsThreads(torch.nn.Module):
 
 
 @pytest.mark.parametrize(
-    "n_threads, small_work, expected",
-    [("auto", True, 1), ("auto", False, "caller"), (2, True, 2), (None, True, "caller")],
+    "n_threads, small_work, idle, expected",
+    [
+        ("auto", True, 8, 1),  # overhead-bound: one thread, whatever is idle
+        ("auto", False, 8, "caller"),  # larger work, cores to spare: the caller's threads
+        ("auto", False, 1, 1),  # larger work on a busy machine: what is idle
+        (2, True, 8, 2),
+        (None, True, 1, "caller"),
+    ],
 )
 def test_fit_and_predict_pick_their_threads_and_restore_the_callers(
-    digits_flat, monkeypatch, n_threads, small_work, expected
+    digits_flat, monkeypatch, n_threads, small_work, idle, expected
 ):
     from sklearn_mln._utils import _threads
 
     if not small_work:  # every step counts as large work
         monkeypatch.setattr(_threads, "SMALL_WORK_FLOPS", 0)
+    monkeypatch.setattr(_threads, "idle_cores", lambda: idle)
     X, y = digits_flat
     previous = torch.get_num_threads()
     caller = 3  # what neither the library nor the machine would pick
@@ -548,15 +555,21 @@ def test_fit_and_predict_pick_their_threads_and_restore_the_callers(
         torch.set_num_threads(previous)
     want = caller if expected == "caller" else expected
     assert seen_in_fit == {want} and set(clf.module_.seen) == {want}
-    assert clf.n_threads_ == (None if expected == "caller" else expected)
+    assert clf.n_threads_ == (None if n_threads is None else want)
 
 
-def test_the_default_nets_on_small_data_count_as_small_work(digits):
+def test_an_mlp_on_small_data_is_overhead_bound_and_a_large_cnn_set_is_not(digits, monkeypatch):
     from sklearn_mln._classifier._nets import default_module_factory
-    from sklearn_mln._utils._threads import threads_for_training
+    from sklearn_mln._utils import _threads
 
+    monkeypatch.setattr(_threads, "idle_cores", lambda: 2)
     X, _ = digits
+    mlp = default_module_factory((64,), 10)()
     cnn = default_module_factory(X.shape[1:], 10)()
-    sample = torch.as_tensor(X[:1])
-    assert threads_for_training(cnn, sample, 100, -1) == 1  # 10 per class: one thread
-    assert threads_for_training(cnn, sample, 100_000, -1) is None  # a large set: the caller's
+    assert _threads.threads_for_training(mlp, torch.as_tensor(X[:1]).flatten(1), 100, -1) == 1
+    previous = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        assert _threads.threads_for_training(cnn, torch.as_tensor(X[:1]), 100_000, -1) == 2
+    finally:
+        torch.set_num_threads(previous)

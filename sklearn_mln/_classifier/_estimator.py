@@ -189,12 +189,13 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
     device : str or torch.device, default="cpu"
     n_threads : "auto", int or None, default="auto"
         Torch threads ``fit`` and ``predict`` run at; the caller's setting is restored
-        after. ``"auto"``: one thread when a training step is small (under
-        :data:`~sklearn_mln._utils._threads.SMALL_WORK_FLOPS`, counted on one sample:
-        the default nets on small data), where one thread is as fast as several on an
-        idle machine and many times faster on a busy one, else the caller's setting.
-        ``None``: always the caller's setting. The thread count can change a result's
-        last bits, so a fixed count reproduces across callers.
+        after. ``"auto"``: one thread when a training step is bound by per-op overhead
+        (under :data:`~sklearn_mln._utils._threads.SMALL_WORK_FLOPS`, counted on one
+        sample: an MLP on small data), else the caller's setting capped at the cores idle
+        when ``fit`` starts (threads sharing a busy core make a small net's fit many times
+        slower). ``None``: always the caller's setting. The thread count can change the
+        last bits of a result, so pass an int where a fit must reproduce bit for bit on a
+        machine whose load varies.
     random_state : int, RandomState instance or None, default=None
         Seeds the weight initialization and the shuffling of mini-batches; ``None`` seeds
         them from fresh operating-system entropy. Neither ``fit`` nor ``predict`` moves
@@ -396,9 +397,8 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
         return {**kwargs, **self._prefixed("optimizer")}
 
     def _threads(self, net, X: np.ndarray) -> int | None:
-        """Torch threads of this fit: ``n_threads``, or for ``"auto"`` one thread when a
-        training step is small (see :func:`~sklearn_mln._utils._threads.threads_for_training`)
-        and the caller's setting otherwise."""
+        """Torch threads of this fit: ``n_threads``, or for ``"auto"``
+        :func:`~sklearn_mln._utils._threads.threads_for_training`'s choice."""
         if self.n_threads != "auto":
             return self.n_threads
         if torch.device(self.device).type != "cpu":

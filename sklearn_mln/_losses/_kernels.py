@@ -13,6 +13,7 @@ They know nothing of a loss's parametrisation beyond the per-class network's lay
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -30,9 +31,8 @@ def fast_log_softmax(logits: Tensor) -> Tensor:
 
 
 def _tanh_and_slope(x: Tensor) -> tuple[Tensor, Tensor]:
-    # 2 sigmoid(2x) - 1: torch's CPU tanh is several times slower than its sigmoid
-    a = x.mul(2.0).sigmoid_().mul_(2.0).sub_(1.0)
-    return a, torch.mul(a, a).neg_().add_(1.0)
+    a = torch.tanh(x)
+    return a, torch.addcmul(x.new_ones(()), a, a, value=-1.0)
 
 
 def _sigmoid_and_slope(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -64,49 +64,174 @@ ACTIVATIONS_AND_SLOPES: dict[str, Callable[[Tensor], tuple[Tensor, Tensor]]] = {
 }
 
 
-def _per_class_value_and_slope(
-    pred: Tensor, onehot: Tensor, layers: list[tuple[Tensor, Tensor]], activation: str
-) -> tuple[Tensor, Tensor]:
-    """``sum_c net([q_c, y_c])`` ``(P, n)`` and ``d net / d q_c`` ``(P, n, C)``.
+@dataclass(frozen=True)
+class PerClassLayout:
+    """What :class:`FusedPerClassLoss` needs to know of a per-class loss's architecture.
 
-    The slope is carried forward alongside the activations (forward-mode: each class's
-    network has one varying input), so no activation needs to be kept for a backward pass.
-    Activations are laid out ``(P, units, n * C)``: the long axis is contiguous and every
-    weight broadcasts as one scalar per row, which CPU elementwise kernels vectorise.
+    ``layer_shapes`` are the net's ``(out, in)`` in ``theta``'s order, the first reading
+    ``[q_c, y_c, *task]``, where ``task`` (passed with each call) holds the constant inputs
+    that follow ``y_c`` (training progress, shots feature), folded into the first bias.
     """
-    n_pop, n_samples, n_classes = pred.shape
-    act_and_slope = ACTIVATIONS_AND_SLOPES[activation]
-    weight, bias = layers[0]  # weight (P, H, 2): column 0 reads q_c, column 1 reads y_c
+
+    layer_shapes: tuple[tuple[int, int], ...]
+    activation: str
+    inputs: str  # "log_probs", "probs" or "logits"
+    anchored: bool  # relu(CE + g) rather than softplus(g)
+
+    @property
+    def split_sizes(self) -> list[int]:
+        """``theta``'s pieces: the linear term, then each layer's weight and bias."""
+        return [2] + [size for o, i in self.layer_shapes for size in (o * i, o)]
+
+
+def _split(theta: Tensor, layout: PerClassLayout):
+    """``theta`` ``(P, n_params)`` as the linear term's ``(a0, a1)`` and the layers' views."""
+    n_pop = theta.shape[0]
+    linear, *flat = theta.split(layout.split_sizes, -1)
+    layers = [
+        (weight.reshape(n_pop, out_f, in_f), bias.unsqueeze(-1))
+        for (out_f, in_f), weight, bias in zip(layout.layer_shapes, flat[::2], flat[1::2])
+    ]
+    return linear.reshape(n_pop, 2, 1, 1).unbind(1), layers
+
+
+def _loss_forward(ctx, logits, theta, y, layout, task, exact, mean, need_dz, need_dtheta):
+    """Per-sample losses ``(P, n)`` (or their means ``(P,)``) of a per-class meta-loss.
+
+    With ``need_dz`` the loss's gradient with respect to the logits is computed alongside
+    the value and kept on ``ctx``; with ``need_dtheta`` what the weights' gradient needs.
+    Everything runs on ``(P, units, n * C)``: the long axis is contiguous and every weight
+    is one scalar per row, which CPU elementwise kernels vectorise.
+    """
+    n_pop, n, n_classes = logits.shape
+    dtype, flat_shape = logits.dtype, (n_pop, 1, n * n_classes)
+    (a0, a1), layers = _split(theta.to(dtype), layout)  # a0, a1: (P, 1, 1)
+    if exact:
+        log_probs = F.log_softmax(logits, -1)
+        probs = log_probs.exp()
+    else:
+        shifted = logits - logits.amax(-1, keepdim=True)
+        probs = shifted.exp()
+        total = probs.sum(-1, keepdim=True)
+        log_probs = shifted.sub_(total.log())
+        probs = probs.div_(total)
+    onehot = torch.zeros(y.shape + (n_classes,), dtype=dtype, device=logits.device)
+    onehot.scatter_(-1, y.unsqueeze(-1), 1.0)
+    pred = {"log_probs": log_probs, "probs": probs, "logits": logits}[layout.inputs]
+    flat_pred, flat_label = pred.view(flat_shape), onehot.view(-1, 1, n * n_classes)
+
+    # the net, its slope d net / d q_c carried forward with the activations (each class's
+    # net has one varying input); the linear term (a0 + a1 y_c) q_c joins its output
+    act_and_slope = ACTIVATIONS_AND_SLOPES[layout.activation]
+    weight, bias = layers[0]
     w_pred, w_label = weight[:, :, 0:1], weight[:, :, 1:2]
-    q = pred.reshape(n_pop, 1, -1)
-    label = onehot.reshape(n_pop, 1, -1)
-    h = torch.addcmul(bias.unsqueeze(-1), q, w_pred).addcmul_(label, w_label)
-    slope = w_pred
+    for k, value in enumerate(task):
+        bias = bias + value * weight[:, :, 2 + k : 3 + k]
+    h = torch.addcmul(bias, flat_pred, w_pred).addcmul_(flat_label, w_label)
+    slope, hidden = w_pred, []
     for weight, bias in layers[1:]:
         a, act_slope = act_and_slope(h)
-        slope = torch.bmm(weight, act_slope.mul_(slope))
-        h = torch.baddbmm(bias.unsqueeze(-1), weight, a)
-    value = h.reshape(n_pop, n_samples, n_classes).sum(-1)
-    return value, slope.expand(n_pop, 1, q.shape[-1]).reshape(n_pop, n_samples, n_classes)
+        if need_dtheta:
+            hidden.append((a, act_slope))
+        if need_dz:
+            slope = torch.bmm(weight, act_slope * slope if need_dtheta else act_slope.mul_(slope))
+        h = torch.baddbmm(bias, weight, a)
+    coef = torch.addcmul(a0, flat_label, a1)  # (P, 1, n C)
+    g = h.addcmul_(flat_pred, coef).view(n_pop, n, n_classes).sum(-1)
+    if layout.anchored:
+        g.sub_(log_probs.gather(-1, y.unsqueeze(-1).expand(n_pop, n, 1)).view(n_pop, n))
+        loss = g.clamp_min(0.0)
+        d_g = g.gt(0.0).to(dtype) if need_dz or need_dtheta else None
+    else:
+        loss, d_g = _softplus_and_slope(g) if need_dz or need_dtheta else (F.softplus(g), None)
+    if mean:  # the backward pass scales by 1 / n
+        loss = loss.mean(-1)
+
+    if need_dz:  # d loss_i / d q_ic, then through the softmax in closed form
+        d_pred = (slope + coef).view(n_pop, n, n_classes).mul_(d_g.unsqueeze(-1))
+        d_logits = d_log_probs = None
+        if layout.inputs == "logits":
+            d_logits = d_pred
+        else:
+            d_log_probs = d_pred.mul_(probs) if layout.inputs == "probs" else d_pred
+        if layout.anchored:  # d CE / d log_probs = -onehot
+            if d_log_probs is None:
+                d_log_probs = onehot * d_g.unsqueeze(-1).neg()
+            else:
+                d_log_probs.addcmul_(onehot, d_g.unsqueeze(-1), value=-1.0)
+        if d_log_probs is not None:
+            d_softmax = d_log_probs.addcmul_(probs, d_log_probs.sum(-1, keepdim=True), value=-1.0)
+            d_logits = d_softmax if d_logits is None else d_logits.add_(d_softmax)
+        ctx.d_logits = d_logits
+    if need_dtheta:
+        ctx.dtheta_parts = (d_g, flat_pred, flat_label, hidden)
+    return loss
 
 
-class PerClassNetwork(torch.autograd.Function):
-    """The per-class network's output with its input gradient computed in the forward pass.
+def _theta_gradient(ctx, grad_loss: Tensor, theta: Tensor) -> Tensor:
+    """The gradient with respect to ``theta`` ``(P, n_params)``: backpropagation through
+    the per-class net from what the forward pass kept."""
+    d_g, flat_pred, flat_label, hidden = ctx.dtheta_parts
+    _, layers = _split(theta.detach().to(d_g.dtype), ctx.layout)
+    n_pop, n = d_g.shape
+    d_g = d_g * (grad_loss.unsqueeze(-1) / n if ctx.mean else grad_loss)
+    delta = d_g.unsqueeze(-1).expand(n_pop, n, flat_pred.shape[-1] // n).reshape(flat_pred.shape)
+    delta_pred = delta * flat_pred
+    parts = [delta_pred.sum(-1), (delta_pred * flat_label).sum(-1)]
+    layer_grads = []
+    for (weight, _), (a, act_slope) in zip(layers[:0:-1], hidden[::-1]):
+        layer_grads.append((torch.bmm(delta, a.transpose(1, 2)), delta.sum(-1)))
+        delta = torch.bmm(weight.transpose(1, 2), delta).mul_(act_slope)
+    columns = [(delta * flat_pred).sum(-1), (delta * flat_label).sum(-1)]
+    d_bias = delta.sum(-1)
+    columns += [d_bias * value for value in ctx.task]
+    layer_grads.append((torch.stack(columns, -1), d_bias))
+    for d_weight, d_bias in layer_grads[::-1]:
+        parts += [d_weight.reshape(n_pop, -1), d_bias]
+    return torch.cat(parts, -1).to(theta.dtype)
 
-    During inner training the meta-loss weights are constants (evolution needs no gradient
-    through them), so the backward pass only needs ``d net / d q``: saving that one
-    ``(P, n, C)`` tensor replaces autograd's per-layer activations and their backward
-    kernels, the largest cost of a population step on a small classifier.
+
+class FusedPerClassLoss(torch.autograd.Function):
+    """A per-class meta-loss whose gradients are computed in its forward pass.
+
+    ``apply(logits (P, n, C), theta (P, n_params), y (n,) or (P, n), layout, task, exact,
+    mean, reference)`` gives the per-sample losses ``(P, n)`` (their means ``(P,)`` with
+    ``mean``). The gradient with respect to the logits is computed alongside the value
+    (the net's input gradient carried forward, then the chain rule through the softmax in
+    closed form), so the backward pass is one multiplication; the one with respect to
+    ``theta``, when it is needed, backpropagates through the net from the kept
+    activations. This replaces autograd's dozens of small nodes per call, the largest
+    cost of a small classifier's step. ``exact`` uses torch's log-softmax (an anchored
+    net at its start is then cross-entropy bit for bit); otherwise a faster one that can
+    differ in the last bit. Differentiating the gradient again (``create_graph=True``)
+    goes through ``reference(logits, theta)``, the same loss through plain autograd.
     """
 
     @staticmethod
-    def forward(ctx, pred, onehot, layers, activation):
-        value, slope = _per_class_value_and_slope(pred, onehot, layers, activation)
-        ctx.save_for_backward(slope)
-        return value
+    def forward(ctx, logits, theta, y, layout, task, exact, mean, reference):
+        need_dz, need_dtheta = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        ctx.layout, ctx.task, ctx.mean, ctx.reference = layout, task, mean, reference
+        ctx.save_for_backward(logits, theta)
+        with torch.no_grad():
+            return _loss_forward(
+                ctx, logits, theta, y, layout, task, exact, mean, need_dz, need_dtheta
+            )
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_value):
-        (slope,) = ctx.saved_tensors
-        return grad_value.unsqueeze(-1) * slope, None, None, None
+    def backward(ctx, grad_loss):
+        logits, theta = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph: the gradient itself is differentiated
+            inputs = [t for t, need in zip((logits, theta), ctx.needs_input_grad) if need]
+            with torch.enable_grad():
+                value = ctx.reference(logits, theta)
+                grads = iter(torch.autograd.grad(value, inputs, grad_loss, create_graph=True))
+            d_logits, d_theta = (next(grads) if need else None for need in ctx.needs_input_grad[:2])
+            return d_logits, d_theta, None, None, None, None, None, None
+        d_logits = d_theta = None
+        if ctx.needs_input_grad[0]:
+            n = ctx.d_logits.shape[1]
+            scale = grad_loss.reshape(-1, 1, 1) / n if ctx.mean else grad_loss.unsqueeze(-1)
+            d_logits = ctx.d_logits * scale
+        if ctx.needs_input_grad[1]:
+            d_theta = _theta_gradient(ctx, grad_loss, theta)
+        return d_logits, d_theta, None, None, None, None, None, None

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +58,7 @@ from torch import Tensor, nn
 
 from .._utils._validation import check_random_state
 from ._file import read_loss_file, write_loss_file
-from ._kernels import PerClassNetwork, fast_log_softmax
+from ._kernels import FusedPerClassLoss, PerClassLayout, fast_log_softmax
 
 _N_LINEAR = 2  # a0, a1 of the linear term
 #: the training progress a progress-input loss sees when nobody sets it: the loss it ends
@@ -229,6 +230,12 @@ def meta_loss_per_sample(
             f"This joint meta-loss was built for {spec.n_classes} classes, got logits with "
             f"{n_classes} columns; use structure='per_class' for any number of classes."
         )
+    if fast:
+        fused = _fused(
+            theta, logits, y, spec, exact=False, mean=False, progress=progress, shots=shots
+        )
+        if fused is not None:
+            return fused
     theta = theta.to(logits.dtype)
     log_probs = fast_log_softmax(logits) if fast else F.log_softmax(logits, -1)
     onehot = F.one_hot(y, n_classes).to(logits.dtype).expand_as(logits)
@@ -242,24 +249,43 @@ def meta_loss_per_sample(
     linear, layers = _unflatten(theta, spec)
     coef = linear[:, 0, None, None] + linear[:, 1, None, None] * onehot
     g = (coef * pred).sum(-1)
-
-    if (
-        fast
-        and spec.structure == "per_class"
-        and not spec.true_class_input
-        and not spec.progress_input
-        and not spec.shots_input
-        and not theta.requires_grad
-        and pred.requires_grad
-    ):
-        g = g + PerClassNetwork.apply(pred, onehot, layers, spec.activation)
-    else:
-        g = g + _network_output(pred, onehot, layers, spec, progress, shots)
+    g = g + _network_output(pred, onehot, layers, spec, progress, shots)
 
     if spec.anchor == "cross_entropy":
         cross_entropy = -(onehot * log_probs).sum(-1)
         return torch.relu(cross_entropy + g)
     return F.softplus(g)
+
+
+@lru_cache(maxsize=64)
+def _layout(spec: MetaLossSpec) -> PerClassLayout | None:
+    """The fused kernel's view of ``spec``, or ``None`` where it does not apply."""
+    if spec.structure != "per_class" or spec.true_class_input:
+        return None
+    anchored = spec.anchor == "cross_entropy"
+    return PerClassLayout(tuple(spec.layer_shapes()), spec.activation, spec.inputs, anchored)
+
+
+def _task_inputs(spec: MetaLossSpec, progress: float | None, shots: float | None):
+    """The constant inputs after ``[q_c, y_c]``: training progress, then the shots feature."""
+    task = (DEFAULT_PROGRESS if progress is None else float(progress),) * spec.progress_input
+    if spec.shots_input:
+        task += (shots_feature(DEFAULT_SHOTS if shots is None else shots),)
+    return task
+
+
+def _fused(theta, logits, y, spec, *, exact, mean, progress, shots) -> Tensor | None:
+    """:class:`FusedPerClassLoss` of a per-class network, ``None`` for other networks."""
+    layout = _layout(spec)
+    if layout is None:
+        return None
+    task = _task_inputs(spec, progress, shots)
+
+    def reference(logits: Tensor, theta: Tensor) -> Tensor:
+        out = meta_loss_per_sample(theta, logits, y, spec, progress=progress, shots=shots)
+        return out.mean(-1) if mean else out
+
+    return FusedPerClassLoss.apply(logits, theta, y, layout, task, exact, mean, reference)
 
 
 def _network_output(
@@ -479,9 +505,11 @@ class MetaLossNetwork(nn.Module):
         flat_logits = logits.reshape(-1, *logits.shape[-2:])
         flat_y = y.expand(*lead, y.shape[-1]).reshape(-1, y.shape[-1]) if lead else y
         theta = self.theta.to(logits.device).expand(flat_logits.shape[0], -1)
-        return meta_loss_per_sample(
-            theta, flat_logits, flat_y, self.spec, progress=self.progress, shots=self.shots
-        ).reshape(*lead, logits.shape[-2])
+        told = {"progress": self.progress, "shots": self.shots}
+        out = _fused(theta, flat_logits, flat_y, self.spec, exact=True, mean=False, **told)
+        if out is None:
+            out = meta_loss_per_sample(theta, flat_logits, flat_y, self.spec, **told)
+        return out.reshape(*lead, logits.shape[-2])
 
     def forward(self, logits: Tensor, y: Tensor) -> Tensor:
         if logits.ndim != 2 or y.ndim != 1 or logits.shape[0] != y.shape[0]:
@@ -489,7 +517,13 @@ class MetaLossNetwork(nn.Module):
                 f"Expected logits (n, C) and labels (n,), got {tuple(logits.shape)} and "
                 f"{tuple(y.shape)}."
             )
-        return self.per_sample(logits, y.long()).mean()
+        y = y.long()
+        theta = self.theta.to(logits.device).unsqueeze(0)
+        told = {"progress": self.progress, "shots": self.shots}
+        out = _fused(theta, logits.unsqueeze(0), y, self.spec, exact=True, mean=True, **told)
+        if out is None:
+            return self.per_sample(logits, y).mean()
+        return out.squeeze(0)
 
     def extra_repr(self) -> str:
         s = self.spec

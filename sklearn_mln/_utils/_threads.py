@@ -10,6 +10,7 @@ leaves the caller's setting as it found it.
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -33,11 +34,9 @@ def torch_threads(n_threads: int | None):
 
 
 #: below this many floating-point operations per training step (forward and backward of
-#: every sample), one thread trains a net at least as fast as several on an idle machine
-#: and many times faster on a busy one (benchmarks/results/threads/): a 10-shot small CNN
-#: on 28 x 28 images or any MLP on small data is below it, 50 images per class of
-#: Fashion-MNIST for the CNN above it
-SMALL_WORK_FLOPS = 4e8
+#: every sample) a net's step is bound by per-op overhead, and more threads never help:
+#: any MLP on small data (benchmarks/results/threads/)
+SMALL_WORK_FLOPS = 5e7
 
 
 def flops_per_sample(module, X_sample) -> float | None:
@@ -52,10 +51,28 @@ def flops_per_sample(module, X_sample) -> float | None:
         return None
 
 
-def threads_for_training(module, X_sample, n_samples: int, batch_size: int) -> int | None:
-    """One thread for a small net's training step, ``None`` (the caller's setting) else."""
+def idle_cores() -> int:
+    """Cores no other process is running on right now (at least 1).
+
+    Linux's ``/proc/loadavg`` counts the runnable processes at this instant (this one
+    included); elsewhere the one-minute load average stands in for it.
+    """
+    cores = os.cpu_count() or 1
+    try:
+        with open("/proc/loadavg") as f:
+            others = int(f.read().split()[3].split("/")[0]) - 1
+    except (OSError, ValueError, IndexError):
+        others = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+    return max(1, min(cores, cores - others))
+
+
+def threads_for_training(module, X_sample, n_samples: int, batch_size: int) -> int:
+    """Torch threads for training ``module``: one for an overhead-bound step, else the
+    caller's setting capped at the cores that are idle now (threads that share a busy core
+    wait on each other: a small CNN's fit was several times slower at two threads than at
+    one with both cores busy, and faster at two with both idle)."""
     flops = flops_per_sample(module, X_sample)
-    if flops is None:
-        return None
-    per_step = 3 * flops * (n_samples if batch_size == -1 else min(batch_size, n_samples))
-    return 1 if per_step < SMALL_WORK_FLOPS else None
+    per_step = 3 * (flops or 0.0) * (n_samples if batch_size == -1 else min(batch_size, n_samples))
+    if flops is not None and per_step < SMALL_WORK_FLOPS:
+        return 1
+    return max(1, min(torch.get_num_threads(), idle_cores()))
