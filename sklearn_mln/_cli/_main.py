@@ -150,22 +150,7 @@ def _evolve(args, command: str) -> int:
         f"{params['n_tasks']} tasks, up to {params['n_generations']} generations.",
         flush=True,
     )
-    evolver = MLNEvolver(**params, random_state=args.seed, verbose=0 if args.quiet else 1)
-    fit_started = time.perf_counter()
-    try:
-        with warnings.catch_warnings():  # a run that fails says so below, in its own words
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            evolver.fit(X_pool, y_pool)
-    except ValueError as exc:
-        _fail(exc)
-    seconds = time.perf_counter() - fit_started
-    if evolver.best_fitness_ <= 0:
-        _fail(
-            "every candidate loss failed (its classifiers went non-finite or predicted one "
-            "class), the start included, so no loss was saved. Likely causes: features of "
-            "very different scales (drop --no-standardize, or scale them yourself) or a step "
-            "size too large for this data (lower --inner-lr)."
-        )
+    evolver, seconds = _evolved(args, params, X_pool, y_pool)
     print(
         f"Evolution: {len(evolver.history_)} generations in {seconds:.0f} s; chosen: "
         f"{evolver.reevaluation_['chosen']} (re-evaluated fitness {evolver.best_fitness_:.4f})."
@@ -196,6 +181,26 @@ def _evolve(args, command: str) -> int:
         + (f" --data {args.data}" if args.data else "")
     )
     return 0
+
+
+def _evolved(args, params: dict, X_pool, y_pool) -> tuple[MLNEvolver, float]:
+    """The fitted evolver and its seconds; a run in which every candidate failed stops."""
+    evolver = MLNEvolver(**params, random_state=args.seed, verbose=0 if args.quiet else 1)
+    fit_started = time.perf_counter()
+    try:
+        with warnings.catch_warnings():  # a run that fails says so below, in its own words
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            evolver.fit(X_pool, y_pool)
+    except ValueError as exc:
+        _fail(exc)
+    if evolver.best_fitness_ <= 0:
+        _fail(
+            "every candidate loss failed (its classifiers went non-finite or predicted one "
+            "class), the start included, so no loss was saved. Likely causes: features of "
+            "very different scales (drop --no-standardize, or scale them yourself) or a step "
+            "size too large for this data (lower --inner-lr)."
+        )
+    return evolver, time.perf_counter() - fit_started
 
 
 def _split_description(args, n_pool: int, n_test: int, standardized: bool) -> str:
