@@ -1,13 +1,13 @@
-"""CPU kernels of the meta-loss's inner-loop path (``meta_loss_per_sample(..., fast=True)``).
+"""CPU kernels of the meta-loss (``MetaLossNetwork`` and the inner loop's population path).
 
+* :class:`FusedPerClassLoss`: a per-class meta-loss whose gradients (with respect to the
+  logits, and to its weights when they need one) are computed in its forward pass, so
+  autograd sees one node instead of dozens of small ones.
 * :func:`fast_log_softmax`: torch's log-softmax, several times faster for a few classes.
-* :class:`PerClassNetwork`: the per-class network's output with its input gradient
-  computed in the forward pass (forward mode), for losses whose weights are constants.
 * Each activation with its derivative from one pass (:data:`ACTIVATIONS_AND_SLOPES`).
 
-They know nothing of a loss's parametrisation beyond the per-class network's layers:
-``layers`` is ``[(weight (P, out, in), bias (P, out)), ...]`` as
-:mod:`sklearn_mln._losses._meta_loss` unflattens it.
+They know nothing of a loss's parametrisation beyond :class:`PerClassLayout`, which
+:mod:`sklearn_mln._losses._meta_loss` derives from its spec.
 """
 
 from __future__ import annotations
@@ -84,15 +84,46 @@ class PerClassLayout:
         return [2] + [size for o, i in self.layer_shapes for size in (o * i, o)]
 
 
-def _split(theta: Tensor, layout: PerClassLayout):
-    """``theta`` ``(P, n_params)`` as the linear term's ``(a0, a1)`` and the layers' views."""
+@dataclass(frozen=True)
+class _Weights:
+    """``theta`` ``(P, n_params)`` cut into the pieces the kernel uses, in its dtype."""
+
+    a0: Tensor  # (P, 1, 1)
+    a1: Tensor  # (P, 1, 1)
+    linear: bool  # False when a0 = a1 = 0 for every member (the linear term is skipped)
+    layers: list[tuple[Tensor, Tensor]]  # weight (P, out, in), bias (P, out, 1)
+    first_columns: list[Tensor]  # the first weight's columns (P, H, 1): q_c, y_c, *task
+
+
+#: theta -> its pieces, for the few losses in use: cutting ``theta`` costs more than a
+#: small classifier's step saves. An entry is used only while ``theta`` still holds the
+#: values it was made from (compared in full: in-place writes through ``.data`` bypass
+#: the version counter).
+_WEIGHTS_CACHE: dict[tuple, tuple[Tensor, _Weights]] = {}
+_WEIGHTS_CACHE_SIZE = 16
+
+
+def _weights(theta: Tensor, layout: PerClassLayout, dtype: torch.dtype) -> _Weights:
+    on_cpu = theta.device.type == "cpu"  # elsewhere a comparison would wait on the device
+    if on_cpu:
+        key = (theta.data_ptr(), theta.shape, theta.stride(), theta.dtype, dtype, layout)
+        hit = _WEIGHTS_CACHE.get(key)
+        if hit is not None and torch.equal(hit[0], theta):
+            return hit[1]
+    pieces = theta.to(dtype).split(layout.split_sizes, -1)
     n_pop = theta.shape[0]
-    linear, *flat = theta.split(layout.split_sizes, -1)
     layers = [
         (weight.reshape(n_pop, out_f, in_f), bias.unsqueeze(-1))
-        for (out_f, in_f), weight, bias in zip(layout.layer_shapes, flat[::2], flat[1::2])
+        for (out_f, in_f), weight, bias in zip(layout.layer_shapes, pieces[1::2], pieces[2::2])
     ]
-    return linear.reshape(n_pop, 2, 1, 1).unbind(1), layers
+    a0, a1 = pieces[0].reshape(n_pop, 2, 1, 1).unbind(1)
+    linear = bool(pieces[0].any()) if on_cpu else True
+    weights = _Weights(a0, a1, linear, layers, list(layers[0][0].split(1, -1)))
+    if on_cpu:
+        if len(_WEIGHTS_CACHE) >= _WEIGHTS_CACHE_SIZE:
+            _WEIGHTS_CACHE.pop(next(iter(_WEIGHTS_CACHE)))
+        _WEIGHTS_CACHE[key] = (theta.clone(), weights)
+    return weights
 
 
 def _loss_forward(ctx, logits, theta, y, layout, task, exact, mean, need_dz, need_dtheta):
@@ -100,12 +131,12 @@ def _loss_forward(ctx, logits, theta, y, layout, task, exact, mean, need_dz, nee
 
     With ``need_dz`` the loss's gradient with respect to the logits is computed alongside
     the value and kept on ``ctx``; with ``need_dtheta`` what the weights' gradient needs.
-    Everything runs on ``(P, units, n * C)``: the long axis is contiguous and every weight
-    is one scalar per row, which CPU elementwise kernels vectorise.
+    The net runs on ``(P, units, n * C)``: the long axis is contiguous and every weight is
+    one scalar per row, which CPU elementwise kernels vectorise.
     """
     n_pop, n, n_classes = logits.shape
     dtype, flat_shape = logits.dtype, (n_pop, 1, n * n_classes)
-    (a0, a1), layers = _split(theta.to(dtype), layout)  # a0, a1: (P, 1, 1)
+    weights = _weights(theta, layout, dtype)
     if exact:
         log_probs = F.log_softmax(logits, -1)
         probs = log_probs.exp()
@@ -117,29 +148,34 @@ def _loss_forward(ctx, logits, theta, y, layout, task, exact, mean, need_dz, nee
         probs = probs.div_(total)
     onehot = torch.zeros(y.shape + (n_classes,), dtype=dtype, device=logits.device)
     onehot.scatter_(-1, y.unsqueeze(-1), 1.0)
-    pred = {"log_probs": log_probs, "probs": probs, "logits": logits}[layout.inputs]
-    flat_pred, flat_label = pred.view(flat_shape), onehot.view(-1, 1, n * n_classes)
+    pred = log_probs if layout.inputs == "log_probs" else probs
+    flat_pred = (logits if layout.inputs == "logits" else pred).reshape(flat_shape)
+    flat_label = onehot.view(-1, 1, n * n_classes)
 
     # the net, its slope d net / d q_c carried forward with the activations (each class's
     # net has one varying input); the linear term (a0 + a1 y_c) q_c joins its output
     act_and_slope = ACTIVATIONS_AND_SLOPES[layout.activation]
-    weight, bias = layers[0]
-    w_pred, w_label = weight[:, :, 0:1], weight[:, :, 1:2]
-    for k, value in enumerate(task):
-        bias = bias + value * weight[:, :, 2 + k : 3 + k]
+    w_pred, w_label, *w_task = weights.first_columns
+    bias = weights.layers[0][1]
+    for value, column in zip(task, w_task):
+        bias = torch.add(bias, column, alpha=value)
     h = torch.addcmul(bias, flat_pred, w_pred).addcmul_(flat_label, w_label)
     slope, hidden = w_pred, []
-    for weight, bias in layers[1:]:
+    for weight, bias in weights.layers[1:]:
         a, act_slope = act_and_slope(h)
         if need_dtheta:
             hidden.append((a, act_slope))
         if need_dz:
             slope = torch.bmm(weight, act_slope * slope if need_dtheta else act_slope.mul_(slope))
         h = torch.baddbmm(bias, weight, a)
-    coef = torch.addcmul(a0, flat_label, a1)  # (P, 1, n C)
-    g = h.addcmul_(flat_pred, coef).view(n_pop, n, n_classes).sum(-1)
+    if weights.linear:
+        coef = torch.addcmul(weights.a0, flat_label, weights.a1)
+        h.addcmul_(flat_pred, coef)
+        slope = slope + coef
+    g = h.view(n_pop, n, n_classes).sum(-1)
     if layout.anchored:
-        g.sub_(log_probs.gather(-1, y.unsqueeze(-1).expand(n_pop, n, 1)).view(n_pop, n))
+        index = y.unsqueeze(-1).expand(n_pop, n, 1)
+        g.sub_(log_probs.gather(-1, index).view(n_pop, n))
         loss = g.clamp_min(0.0)
         d_g = g.gt(0.0).to(dtype) if need_dz or need_dtheta else None
     else:
@@ -148,7 +184,8 @@ def _loss_forward(ctx, logits, theta, y, layout, task, exact, mean, need_dz, nee
         loss = loss.mean(-1)
 
     if need_dz:  # d loss_i / d q_ic, then through the softmax in closed form
-        d_pred = (slope + coef).view(n_pop, n, n_classes).mul_(d_g.unsqueeze(-1))
+        d_g_col = d_g.unsqueeze(-1)
+        d_pred = slope.expand(flat_shape).reshape(n_pop, n, n_classes) * d_g_col
         d_logits = d_log_probs = None
         if layout.inputs == "logits":
             d_logits = d_pred
@@ -156,30 +193,29 @@ def _loss_forward(ctx, logits, theta, y, layout, task, exact, mean, need_dz, nee
             d_log_probs = d_pred.mul_(probs) if layout.inputs == "probs" else d_pred
         if layout.anchored:  # d CE / d log_probs = -onehot
             if d_log_probs is None:
-                d_log_probs = onehot * d_g.unsqueeze(-1).neg()
+                d_log_probs = onehot * d_g_col.neg()
             else:
-                d_log_probs.addcmul_(onehot, d_g.unsqueeze(-1), value=-1.0)
+                d_log_probs.addcmul_(onehot, d_g_col, value=-1.0)
         if d_log_probs is not None:
             d_softmax = d_log_probs.addcmul_(probs, d_log_probs.sum(-1, keepdim=True), value=-1.0)
             d_logits = d_softmax if d_logits is None else d_logits.add_(d_softmax)
         ctx.d_logits = d_logits
     if need_dtheta:
-        ctx.dtheta_parts = (d_g, flat_pred, flat_label, hidden)
+        ctx.dtheta_parts = (weights, d_g, flat_pred, flat_label, hidden)
     return loss
 
 
 def _theta_gradient(ctx, grad_loss: Tensor, theta: Tensor) -> Tensor:
     """The gradient with respect to ``theta`` ``(P, n_params)``: backpropagation through
     the per-class net from what the forward pass kept."""
-    d_g, flat_pred, flat_label, hidden = ctx.dtheta_parts
-    _, layers = _split(theta.detach().to(d_g.dtype), ctx.layout)
+    weights, d_g, flat_pred, flat_label, hidden = ctx.dtheta_parts
     n_pop, n = d_g.shape
     d_g = d_g * (grad_loss.unsqueeze(-1) / n if ctx.mean else grad_loss)
     delta = d_g.unsqueeze(-1).expand(n_pop, n, flat_pred.shape[-1] // n).reshape(flat_pred.shape)
     delta_pred = delta * flat_pred
     parts = [delta_pred.sum(-1), (delta_pred * flat_label).sum(-1)]
     layer_grads = []
-    for (weight, _), (a, act_slope) in zip(layers[:0:-1], hidden[::-1]):
+    for (weight, _), (a, act_slope) in zip(weights.layers[:0:-1], hidden[::-1]):
         layer_grads.append((torch.bmm(delta, a.transpose(1, 2)), delta.sum(-1)))
         delta = torch.bmm(weight.transpose(1, 2), delta).mul_(act_slope)
     columns = [(delta * flat_pred).sum(-1), (delta * flat_label).sum(-1)]
