@@ -1,4 +1,5 @@
 import copy
+import os
 import pickle
 
 import numpy as np
@@ -573,3 +574,27 @@ def test_an_mlp_on_small_data_is_overhead_bound_and_a_large_cnn_set_is_not(digit
         assert _threads.threads_for_training(cnn, torch.as_tensor(X[:1]), 100_000, -1) == 2
     finally:
         torch.set_num_threads(previous)
+
+
+def test_a_spinning_process_is_seen_by_the_thread_choice():
+    import subprocess
+    import sys
+    import time
+
+    from sklearn_mln._utils import _threads
+
+    if _threads._running_processes() is None:
+        pytest.skip("no /proc to list processes in")
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        seen = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not seen:
+            with open(f"/proc/{spinner.pid}/stat", "rb") as f:
+                if f.read().split(b") ")[1][:1] == b"R":
+                    seen.append(_threads._running_processes())
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert seen and seen[0] >= 1  # the spinner counts
+    assert 1 <= _threads.idle_cores() <= (os.cpu_count() or 1)

@@ -51,17 +51,36 @@ def flops_per_sample(module, X_sample) -> float | None:
         return None
 
 
-def idle_cores() -> int:
-    """Cores no other process is running on right now (at least 1).
+def _running_processes() -> int | None:
+    """Other processes running right now (Linux: each one's state in ``/proc``), or None.
 
-    Linux's ``/proc/loadavg`` counts the runnable processes at this instant (this one
-    included); elsewhere the one-minute load average stands in for it.
+    Processes, not threads: the caller's own idle thread pools spin for a while after a
+    parallel region and would count as load if threads were counted.
     """
-    cores = os.cpu_count() or 1
+    me, running = os.getpid(), 0
     try:
-        with open("/proc/loadavg") as f:
-            others = int(f.read().split()[3].split("/")[0]) - 1
-    except (OSError, ValueError, IndexError):
+        entries = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
+    except OSError:
+        return None
+    for pid in entries:
+        if int(pid) == me:
+            continue
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:  # gone, or not ours to read
+            continue
+        end = stat.rfind(b")")
+        running += stat[end + 2 : end + 3] == b"R"
+    return running
+
+
+def idle_cores() -> int:
+    """Cores no other process is running on right now (at least 1); where processes cannot
+    be listed, the one-minute load average stands in."""
+    cores = os.cpu_count() or 1
+    others = _running_processes()
+    if others is None:
         others = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
     return max(1, min(cores, cores - others))
 
