@@ -249,7 +249,8 @@ def test_the_same_loss_whatever_the_callers_threads_and_n_jobs(digits):
     """Images (the CNN, whose convolutions split their work by threads), called at 1 and 2
     torch threads, with n_jobs 1 and 2: one loss, bit for bit."""
     X, y = digits
-    settings = dict(n_shots=5, n_tasks=2, popsize=4, n_generations=3, inner_steps=10)
+    settings = dict(n_shots=5, n_tasks=2, popsize=4, n_generations=3, inner_steps=20)
+    settings["inner_lr"] = 0.3  # classifiers that learn: a loss that evolves
     previous = torch.get_num_threads()
     thetas = {}
     try:
@@ -262,7 +263,7 @@ def test_the_same_loss_whatever_the_callers_threads_and_n_jobs(digits):
     finally:
         torch.set_num_threads(previous)
     reference = thetas[1, 1]
-    assert not np.array_equal(reference, evo.meta_loss_.get_flat_params() * 0)  # evolved
+    assert evo.best_fitness_ > 0.3 and evo.reevaluation_["chosen"] != "start"  # it evolved
     for key, theta in thetas.items():
         np.testing.assert_array_equal(theta, reference, err_msg=str(key))
 
