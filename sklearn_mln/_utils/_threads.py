@@ -91,7 +91,7 @@ def threads_for_training(module, X_sample, n_samples: int, batch_size: int) -> i
     wait on each other: a small CNN's fit was several times slower at two threads than at
     one with both cores busy, and faster at two with both idle)."""
     flops = flops_per_sample(module, X_sample)
-    per_step = 3 * (flops or 0.0) * (n_samples if batch_size == -1 else min(batch_size, n_samples))
-    if flops is not None and per_step < SMALL_WORK_FLOPS:
+    samples_per_step = n_samples if batch_size == -1 else min(batch_size, n_samples)
+    if flops is not None and 3 * flops * samples_per_step < SMALL_WORK_FLOPS:
         return 1
     return max(1, min(torch.get_num_threads(), idle_cores()))

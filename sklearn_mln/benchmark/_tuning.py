@@ -55,18 +55,19 @@ def _stacked_per_sample(losses: Sequence[nn.Module], n_tasks: int):
             ]
         )
 
-    def set_progress(progress: float | None) -> None:
-        for loss in losses:
-            if hasattr(loss, "progress"):  # a meta-loss: it may take progress as input
-                loss.progress = progress
+    def telling(attribute: str):
+        """Tell every meta-loss among ``losses`` ``attribute`` (training progress or the
+        examples per class), as the inner loop tells a single loss."""
 
-    def set_shots(shots: float | None) -> None:
-        for loss in losses:
-            if hasattr(loss, "shots"):  # a meta-loss: it may take the task's size as input
-                loss.shots = shots
+        def tell(value: float | None) -> None:
+            for loss in losses:
+                if hasattr(loss, attribute):
+                    setattr(loss, attribute, value)
 
-    per_sample.set_progress = set_progress
-    per_sample.set_shots = set_shots
+        return tell
+
+    per_sample.set_progress = telling("progress")
+    per_sample.set_shots = telling("shots")
     return per_sample
 
 
