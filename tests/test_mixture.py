@@ -151,3 +151,20 @@ def test_the_mixture_script_resumes_from_its_checkpoint_to_the_same_result(tmp_p
     assert strip == [{k: v for k, v in h.items() if k != "seconds"} for h in b.metadata["history"]]
     with pytest.raises(SystemExit, match="holds 4 generations"):
         module.main([*argv, "--generations", "3", *common])
+
+
+def test_the_mixture_script_trains_each_k_at_its_own_step_size(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks/experiments/mixture_evolution.py"
+    spec = importlib.util.spec_from_file_location("mixture_evolution", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    args = module.argparse.Namespace(
+        datasets=["digits"], architectures=["mlp"], shots=[1, 3], cnn_shots=None,
+        mlp_lr=[0.01, 0.1], cnn_lr=None, pool_size=300, validation_size=0.5, tasks=1,
+        eval_tasks=1, n_jobs=1,
+    )  # fmt: skip
+    mixture, names = module.build_mixture(args, MetaLossSpec(), np.random.RandomState(0))
+    assert names == ["digits/mlp/k=1", "digits/mlp/k=3"]
+    assert [c.config.lr for c in mixture.components] == [0.01, 0.1]
+    with pytest.raises(SystemExit):
+        module.main(["--shots", "1", "3", "--mlp-lr", "0.1", "0.2", "0.3", "--output", "x.mln"])

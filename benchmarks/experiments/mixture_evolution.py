@@ -71,8 +71,12 @@ def load_pool(name: str, pool_size: int, seed: int) -> tuple[np.ndarray, np.ndar
     return X, y.astype(np.int64)
 
 
-def _lr_override(args, architecture: str) -> dict:
+def _lr_override(args, architecture: str, shots: int | None = None) -> dict:
+    """The step size an architecture trains with: one for all k, or one per k of --shots."""
     lr = args.cnn_lr if architecture == "cnn" else args.mlp_lr
+    if isinstance(lr, list):
+        per_shot = dict(zip(args.shots, lr))
+        lr = per_shot if shots is None else per_shot[shots]
     return {} if lr is None else {"lr": lr}
 
 
@@ -85,14 +89,14 @@ def build_mixture(
         X, y = load_pool(dataset, args.pool_size, int(draw_seeds(rng, 1)[0]))
         n_classes = int(y.max()) + 1
         for architecture in args.architectures:
-            training = {**TRAINING[architecture], **_lr_override(args, architecture)}
-            config = InnerConfig(
-                architecture_factory(architecture, X.shape[1:], n_classes),
-                lr=training["lr"],
-                steps=training["steps"],
-            )
             shots_of = args.cnn_shots if architecture == "cnn" and args.cnn_shots else args.shots
             for shots in shots_of:
+                training = {**TRAINING[architecture], **_lr_override(args, architecture, shots)}
+                config = InnerConfig(
+                    architecture_factory(architecture, X.shape[1:], n_classes),
+                    lr=training["lr"],
+                    steps=training["steps"],
+                )
                 split_seed, reeval_seed = draw_seeds(rng, 2)
                 components.append(
                     Problem.from_pool(
@@ -196,7 +200,9 @@ def main(argv=None) -> int:
         "50x the MLP's cost, so a few CNN components keep the mixture honest",
     )
     parser.add_argument("--cnn-lr", type=float, help="the CNN's step size (default 0.3)")
-    parser.add_argument("--mlp-lr", type=float, help="the MLP's step size (default 0.03)")
+    parser.add_argument("--mlp-lr", type=float, nargs="+",
+                        help="the MLP's step size (default 0.03), or one per k of --shots "
+                        "(each k's tuned step, so that only what tuning cannot give counts)")  # fmt: skip
     parser.add_argument("--init", default="label_smoothing(smoothing=0.9)")
     parser.add_argument("--structure", default="per_class", choices=("per_class", "joint"))
     parser.add_argument("--true-class-input", action="store_true")
@@ -222,6 +228,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if min(args.shots + (args.cnn_shots or [])) < 1:
         parser.error("--shots: every k must be at least 1")
+    if args.mlp_lr is not None and len(args.mlp_lr) not in (1, len(args.shots)):
+        parser.error("--mlp-lr: give one step size, or one per k of --shots")
+    if args.mlp_lr is not None and len(args.mlp_lr) == 1:
+        args.mlp_lr = args.mlp_lr[0]  # one value keeps the fingerprint of older runs
 
     started = time.perf_counter()
     run_id, saved = _saved_run(args)
