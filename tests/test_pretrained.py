@@ -34,6 +34,17 @@ def test_classifier_accepts_pretrained_name(name, digits):
     assert clf.score(X[100:], y[100:]) > 0.6
 
 
+def test_a_shipped_loss_is_a_fixed_function_until_asked_to_train():
+    loss = load_pretrained("fashion-mnist")
+    logits = torch.randn(6, 10, requires_grad=True)
+    loss(logits, torch.arange(6)).backward()
+    assert logits.grad is not None and torch.any(logits.grad != 0)
+    assert not loss.theta.requires_grad and loss.theta.grad is None
+    loss.requires_grad_()
+    loss(logits, torch.arange(6)).backward()
+    assert loss.theta.grad is not None and torch.any(loss.theta.grad != 0)
+
+
 def test_unknown_pretrained_name():
     with pytest.raises(ValueError, match="Unknown pretrained"):
         load_pretrained("imagenet")

@@ -126,34 +126,20 @@ def _weights(theta: Tensor, layout: PerClassLayout, dtype: torch.dtype) -> _Weig
     return weights
 
 
-def _loss_forward(ctx, logits, theta, y, layout, task, exact, mean, need_dz, need_dtheta):
-    """Per-sample losses ``(P, n)`` (or their means ``(P,)``) of a per-class meta-loss.
-
-    With ``need_dz`` the loss's gradient with respect to the logits is computed alongside
-    the value and kept on ``ctx``; with ``need_dtheta`` what the weights' gradient needs.
-    The net runs on ``(P, units, n * C)``: the long axis is contiguous and every weight is
-    one scalar per row, which CPU elementwise kernels vectorise.
-    """
-    n_pop, n, n_classes = logits.shape
-    dtype, flat_shape = logits.dtype, (n_pop, 1, n * n_classes)
-    weights = _weights(theta, layout, dtype)
+def _log_probs_and_probs(logits: Tensor, exact: bool) -> tuple[Tensor, Tensor]:
     if exact:
         log_probs = F.log_softmax(logits, -1)
-        probs = log_probs.exp()
-    else:
-        shifted = logits - logits.amax(-1, keepdim=True)
-        probs = shifted.exp()
-        total = probs.sum(-1, keepdim=True)
-        log_probs = shifted.sub_(total.log())
-        probs = probs.div_(total)
-    onehot = torch.zeros(y.shape + (n_classes,), dtype=dtype, device=logits.device)
-    onehot.scatter_(-1, y.unsqueeze(-1), 1.0)
-    pred = log_probs if layout.inputs == "log_probs" else probs
-    flat_pred = (logits if layout.inputs == "logits" else pred).reshape(flat_shape)
-    flat_label = onehot.view(-1, 1, n * n_classes)
+        return log_probs, log_probs.exp()
+    shifted = logits - logits.amax(-1, keepdim=True)
+    probs = shifted.exp()
+    total = probs.sum(-1, keepdim=True)
+    return shifted.sub_(total.log()), probs.div_(total)
 
-    # the net, its slope d net / d q_c carried forward with the activations (each class's
-    # net has one varying input); the linear term (a0 + a1 y_c) q_c joins its output
+
+def _net_and_slope(weights, layout, task, flat_pred, flat_label, need_dz, need_dtheta):
+    """The net's output ``(P, 1, n * C)`` and its slope d net / d q_c carried forward with
+    the activations (each class's net has one varying input); the linear term
+    (a0 + a1 y_c) q_c joins both. With ``need_dtheta`` also every layer's activations."""
     act_and_slope = ACTIVATIONS_AND_SLOPES[layout.activation]
     w_pred, w_label, *w_task = weights.first_columns
     bias = weights.layers[0][1]
@@ -172,34 +158,64 @@ def _loss_forward(ctx, logits, theta, y, layout, task, exact, mean, need_dz, nee
         coef = torch.addcmul(weights.a0, flat_label, weights.a1)
         h.addcmul_(flat_pred, coef)
         slope = slope + coef
+    return h, slope, hidden
+
+
+def _logit_gradient(layout, slope, d_g, log_probs, probs, onehot) -> Tensor:
+    """d loss_i / d logits ``(P, n, C)`` from the net's slope d net / d q_c and ``d_g``
+    (d loss_i / d g_i, ``(P, n)``): through the input transform and the softmax in closed
+    form."""
+    d_g_col = d_g.unsqueeze(-1)
+    d_pred = slope.expand(-1, 1, probs.shape[1] * probs.shape[2]).view_as(probs) * d_g_col
+    d_logits = d_log_probs = None
+    if layout.inputs == "logits":
+        d_logits = d_pred
+    else:
+        d_log_probs = d_pred.mul_(probs) if layout.inputs == "probs" else d_pred
+    if layout.anchored:  # d CE / d log_probs = -onehot
+        if d_log_probs is None:
+            d_log_probs = onehot * d_g_col.neg()
+        else:
+            d_log_probs.addcmul_(onehot, d_g_col, value=-1.0)
+    if d_log_probs is not None:
+        d_softmax = d_log_probs.addcmul_(probs, d_log_probs.sum(-1, keepdim=True), value=-1.0)
+        d_logits = d_softmax if d_logits is None else d_logits.add_(d_softmax)
+    return d_logits
+
+
+def _loss_forward(ctx, logits, theta, y, layout, task, exact, mean, need_dz, need_dtheta):
+    """Per-sample losses ``(P, n)`` (or their means ``(P,)``) of a per-class meta-loss.
+
+    With ``need_dz`` the loss's gradient with respect to the logits is computed alongside
+    the value and kept on ``ctx`` (scaled by ``1 / n`` with ``mean``); with ``need_dtheta``
+    what the weights' gradient needs. The net runs on ``(P, units, n * C)``: the long axis
+    is contiguous and every weight is one scalar per row, which CPU elementwise kernels
+    vectorise.
+    """
+    n_pop, n, n_classes = logits.shape
+    dtype, flat_shape = logits.dtype, (n_pop, 1, n * n_classes)
+    weights = _weights(theta, layout, dtype)
+    log_probs, probs = _log_probs_and_probs(logits, exact)
+    onehot = torch.zeros(y.shape + (n_classes,), dtype=dtype, device=logits.device)
+    onehot.scatter_(-1, y.unsqueeze(-1), 1.0)  # (n, C) when every member has the same y
+    pred = log_probs if layout.inputs == "log_probs" else probs
+    flat_pred = (logits if layout.inputs == "logits" else pred).reshape(flat_shape)
+    flat_label = onehot.view(-1, 1, n * n_classes)
+    h, slope, hidden = _net_and_slope(
+        weights, layout, task, flat_pred, flat_label, need_dz, need_dtheta
+    )
     g = h.view(n_pop, n, n_classes).sum(-1)
     if layout.anchored:
-        index = y.unsqueeze(-1).expand(n_pop, n, 1)
-        g.sub_(log_probs.gather(-1, index).view(n_pop, n))
+        g.sub_(log_probs.gather(-1, y.unsqueeze(-1).expand(n_pop, n, 1)).view(n_pop, n))
         loss = g.clamp_min(0.0)
         d_g = g.gt(0.0).to(dtype) if need_dz or need_dtheta else None
     else:
         loss, d_g = _softplus_and_slope(g) if need_dz or need_dtheta else (F.softplus(g), None)
-    if mean:  # the backward pass scales by 1 / n
+    if mean:
         loss = loss.mean(-1)
-
-    if need_dz:  # d loss_i / d q_ic, then through the softmax in closed form
-        d_g_col = d_g.unsqueeze(-1)
-        d_pred = slope.expand(flat_shape).reshape(n_pop, n, n_classes) * d_g_col
-        d_logits = d_log_probs = None
-        if layout.inputs == "logits":
-            d_logits = d_pred
-        else:
-            d_log_probs = d_pred.mul_(probs) if layout.inputs == "probs" else d_pred
-        if layout.anchored:  # d CE / d log_probs = -onehot
-            if d_log_probs is None:
-                d_log_probs = onehot * d_g_col.neg()
-            else:
-                d_log_probs.addcmul_(onehot, d_g_col, value=-1.0)
-        if d_log_probs is not None:
-            d_softmax = d_log_probs.addcmul_(probs, d_log_probs.sum(-1, keepdim=True), value=-1.0)
-            d_logits = d_softmax if d_logits is None else d_logits.add_(d_softmax)
-        ctx.d_logits = d_logits
+    if need_dz:
+        d_g_dz = d_g.div(n) if mean else d_g
+        ctx.d_logits = _logit_gradient(layout, slope, d_g_dz, log_probs, probs, onehot)
     if need_dtheta:
         ctx.dtheta_parts = (weights, d_g, flat_pred, flat_label, hidden)
     return loss
@@ -232,7 +248,8 @@ class FusedPerClassLoss(torch.autograd.Function):
 
     ``apply(logits (P, n, C), theta (P, n_params), y (n,) or (P, n), layout, task, exact,
     mean, reference)`` gives the per-sample losses ``(P, n)`` (their means ``(P,)`` with
-    ``mean``). The gradient with respect to the logits is computed alongside the value
+    ``mean``); one network's logits ``(n, C)`` with ``theta`` ``(1, n_params)`` give
+    ``(n,)`` (a scalar with ``mean``), with no batch axis for autograd to add and remove. The gradient with respect to the logits is computed alongside the value
     (the net's input gradient carried forward, then the chain rule through the softmax in
     closed form), so the backward pass is one multiplication; the one with respect to
     ``theta``, when it is needed, backpropagates through the net from the kept
@@ -248,10 +265,15 @@ class FusedPerClassLoss(torch.autograd.Function):
         need_dz, need_dtheta = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         ctx.layout, ctx.task, ctx.mean, ctx.reference = layout, task, mean, reference
         ctx.save_for_backward(logits, theta)
+        single = logits.ndim == 2  # one network's (n, C): no batch axis on either side
         with torch.no_grad():
-            return _loss_forward(
-                ctx, logits, theta, y, layout, task, exact, mean, need_dz, need_dtheta
+            batch = logits.unsqueeze(0) if single else logits
+            loss = _loss_forward(
+                ctx, batch, theta, y, layout, task, exact, mean, need_dz, need_dtheta
             )
+        if single and need_dz:
+            ctx.d_logits = ctx.d_logits.view_as(logits)
+        return loss.squeeze(0) if single else loss
 
     @staticmethod
     def backward(ctx, grad_loss):
@@ -265,8 +287,10 @@ class FusedPerClassLoss(torch.autograd.Function):
             return d_logits, d_theta, None, None, None, None, None, None
         d_logits = d_theta = None
         if ctx.needs_input_grad[0]:
-            n = ctx.d_logits.shape[1]
-            scale = grad_loss.reshape(-1, 1, 1) / n if ctx.mean else grad_loss.unsqueeze(-1)
+            if ctx.d_logits.ndim == 2:  # one network: grad_loss is a scalar or (n,)
+                scale = grad_loss if ctx.mean else grad_loss.unsqueeze(-1)
+            else:
+                scale = grad_loss.reshape(-1, 1, 1) if ctx.mean else grad_loss.unsqueeze(-1)
             d_logits = ctx.d_logits * scale
         if ctx.needs_input_grad[1]:
             d_theta = _theta_gradient(ctx, grad_loss, theta)

@@ -282,8 +282,10 @@ def _fused(theta, logits, y, spec, *, exact, mean, progress, shots) -> Tensor | 
     task = _task_inputs(spec, progress, shots)
 
     def reference(logits: Tensor, theta: Tensor) -> Tensor:
-        out = meta_loss_per_sample(theta, logits, y, spec, progress=progress, shots=shots)
-        return out.mean(-1) if mean else out
+        batch = logits.unsqueeze(0) if logits.ndim == 2 else logits
+        out = meta_loss_per_sample(theta, batch, y, spec, progress=progress, shots=shots)
+        out = out.mean(-1) if mean else out
+        return out.squeeze(0) if logits.ndim == 2 else out
 
     return FusedPerClassLoss.apply(logits, theta, y, layout, task, exact, mean, reference)
 
@@ -520,10 +522,8 @@ class MetaLossNetwork(nn.Module):
         y = y.long()
         theta = self.theta.to(logits.device).unsqueeze(0)
         told = {"progress": self.progress, "shots": self.shots}
-        out = _fused(theta, logits.unsqueeze(0), y, self.spec, exact=True, mean=True, **told)
-        if out is None:
-            return self.per_sample(logits, y).mean()
-        return out.squeeze(0)
+        out = _fused(theta, logits, y, self.spec, exact=True, mean=True, **told)
+        return self.per_sample(logits, y).mean() if out is None else out
 
     def extra_repr(self) -> str:
         s = self.spec

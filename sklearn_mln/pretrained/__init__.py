@@ -40,8 +40,12 @@ def load_pretrained(name: str) -> MetaLossNetwork:
     Returns
     -------
     MetaLossNetwork
-        Its ``metadata`` holds the provenance (command, seed, data, fitness, date, version).
-        See :mod:`sklearn_mln.pretrained` for what of it reproduces with this version.
+        With frozen weights (``requires_grad`` off): a shipped loss is a fixed function,
+        and a training loop that uses it as its criterion then computes no gradient for
+        the loss's own weights (which its optimizer would not step). Call
+        ``loss.requires_grad_()`` to meta-train it further. Its ``metadata`` holds the
+        provenance (command, seed, data, fitness, date, version); see
+        :mod:`sklearn_mln.pretrained` for what of it reproduces with this version.
 
     Examples
     --------
@@ -52,4 +56,4 @@ def load_pretrained(name: str) -> MetaLossNetwork:
     """
     if name not in PRETRAINED:
         raise ValueError(f"Unknown pretrained loss {name!r}; available: {sorted(PRETRAINED)}.")
-    return load_meta_loss(_HERE / PRETRAINED[name])
+    return load_meta_loss(_HERE / PRETRAINED[name]).requires_grad_(False)
