@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from sklearn_mln import load_meta_loss
+from sklearn_mln import MetaLossNetwork, load_meta_loss
 from sklearn_mln._classifier._nets import default_module_factory
 from sklearn_mln._evolution._inner import InnerConfig
 from sklearn_mln._evolution._state import EvolutionState, MixtureProblem, Problem, evolve
@@ -168,3 +169,31 @@ def test_the_mixture_script_trains_each_k_at_its_own_step_size(tmp_path):
     assert [c.config.lr for c in mixture.components] == [0.01, 0.1]
     with pytest.raises(SystemExit):
         module.main(["--shots", "1", "3", "--mlp-lr", "0.1", "0.2", "0.3", "--output", "x.mln"])
+
+
+@pytest.mark.parametrize("true_class_input", [False, True])
+def test_fixing_the_shots_input_keeps_the_loss_at_that_k(tmp_path, true_class_input):
+    script = Path(__file__).resolve().parents[1] / "benchmarks/experiments/fix_shots.py"
+    spec = importlib.util.spec_from_file_location("fix_shots", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    told = MetaLossNetwork(
+        hidden_sizes=(5, 3), progress_input=True, shots_input=True,
+        true_class_input=true_class_input, anchor=None, random_state=0,
+    )  # fmt: skip
+    theta = np.random.RandomState(0).normal(0, 0.5, told.n_params)
+    told.set_flat_params(np.r_[0.0, 0.0, theta[2:]])  # the net's output alone, away from 0
+    source, output = tmp_path / "told.mln", tmp_path / "fixed.mln"
+    told.save(source)
+    assert module.main([str(source), str(output), "--shots", "10"]) == 0
+    fixed = load_meta_loss(output)
+    assert not fixed.spec.shots_input and fixed.spec.progress_input
+    logits, y = torch.randn(12, 10, generator=torch.Generator().manual_seed(0)), torch.arange(12) % 10
+    for progress in (0.0, 0.7):
+        told.progress = fixed.progress = progress
+        told.shots = 10
+        expected = told(logits, y)
+        torch.testing.assert_close(fixed(logits, y), expected)
+        fixed.shots, told.shots = 1, 1  # the fixed loss ignores what it is told
+        torch.testing.assert_close(fixed(logits, y), expected)
+        assert not torch.allclose(told(logits, y), expected)
