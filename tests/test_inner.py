@@ -3,7 +3,12 @@ import pytest
 import torch
 
 from sklearn_mln import ClassicalLoss, MetaLossNetwork
-from sklearn_mln._classifier._nets import MLP, default_module_factory, supports_population
+from sklearn_mln._classifier._nets import (
+    MLP,
+    default_module_factory,
+    population_forward,
+    supports_population,
+)
 from sklearn_mln._evolution._inner import (
     InnerConfig,
     init_population,
@@ -144,6 +149,34 @@ def test_custom_module_runs_batched_through_vmap(digits):
         score_reference([ce], config, batch, X_val)[0],
         atol=1e-6,
     )
+
+
+class _BranchesOnInput(torch.nn.Module):
+    """Data-dependent control flow on the input, before any parameter touches it."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(64, 10)
+
+    def forward(self, X):
+        if bool((X >= 0).all()):
+            return self.linear(X)
+        return self.linear(X.clamp(min=0))
+
+
+def test_supports_population_tries_each_members_own_rows(digits):
+    X = torch.as_tensor(digits[0][:2].reshape(2, -1))
+    module = _BranchesOnInput()
+    params = {k: torch.stack([v.detach()] * 2) for k, v in module.named_parameters()}
+    # shared rows: vmap sees an unbatched input, so the branch runs and the form works
+    with torch.no_grad():
+        shared = population_forward(module, params, X, shared=True)
+        torch.testing.assert_close(shared[1], module(X))
+        with pytest.raises(RuntimeError):  # each member's own rows: the branch cannot batch
+            population_forward(module, params, torch.stack([X, X]), shared=False)
+    assert not supports_population(module, X)
+    linear = torch.nn.Sequential(torch.nn.Linear(64, 10))
+    assert supports_population(linear, X)
 
 
 def test_train_population_gradient_is_per_member(digits):

@@ -1,6 +1,9 @@
-"""The package's layering: no module imports one that imports it back, not even in a function."""
+"""The package's layering: no module imports one that imports it back, not even in a function;
+and its size: modules read in one sitting, functions seen on one screen."""
 
 import ast
+import io
+import tokenize
 from pathlib import Path
 
 import sklearn_mln
@@ -129,3 +132,89 @@ def test_nothing_outside_the_package_imports_a_private_module():
                     ):
                         offenders.append(f"{path.relative_to(root)}: {name}")
     assert offenders == []
+
+
+# ----------------------------------------------------------------------------- sizes
+#: code lines (docstrings, comments and blank lines aside) of a module and of a function,
+#: at the most
+MAX_MODULE_LINES = 400
+MAX_FUNCTION_LINES = 60
+
+_NOT_CODE = {
+    tokenize.COMMENT,
+    tokenize.NL,
+    tokenize.NEWLINE,
+    tokenize.INDENT,
+    tokenize.DEDENT,
+    tokenize.ENCODING,
+    tokenize.ENDMARKER,
+}
+_DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _code_lines(source: str, tree: ast.Module) -> set[int]:
+    """Numbers of the lines that hold code: not blank, not a comment only, not a docstring."""
+    lines = set()
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type not in _NOT_CODE:
+            lines.update(range(token.start[0], token.end[0] + 1))
+    for node in ast.walk(tree):
+        if isinstance(node, _DOCUMENTED) and ast.get_docstring(node, clean=False) is not None:
+            lines.difference_update(range(node.body[0].lineno, node.body[0].end_lineno + 1))
+    return lines
+
+
+def _is_estimator(node: ast.AST) -> bool:
+    bases = [ast.unparse(base).rsplit(".", 1)[-1] for base in getattr(node, "bases", [])]
+    return isinstance(node, ast.ClassDef) and "BaseEstimator" in bases
+
+
+def _functions(node: ast.AST, prefix: str = ""):
+    """(qualified name, node) of every function under ``node``, but estimators' ``__init__``.
+
+    scikit-learn's contract has an estimator's ``__init__`` store every parameter
+    explicitly, one line each, so its length follows the number of parameters.
+    """
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            if not (child.name == "__init__" and _is_estimator(node)):
+                yield prefix + child.name, child
+            yield from _functions(child, f"{prefix}{child.name}.")
+        elif isinstance(child, ast.ClassDef):
+            yield from _functions(child, f"{prefix}{child.name}.")
+        else:
+            yield from _functions(child, prefix)
+
+
+def test_code_lines_leave_docstrings_comments_and_blank_lines_aside():
+    source = '''def f(
+    a,  # a comment
+):
+    """A docstring
+    on two lines."""
+
+    # a comment
+    text = """a string
+    on two lines"""
+    return a, text
+'''
+    tree = ast.parse(source)
+    assert sorted(_code_lines(source, tree)) == [1, 2, 3, 8, 9, 10]
+    assert [name for name, _ in _functions(tree)] == ["f"]
+
+
+def test_modules_and_functions_stay_small():
+    oversized = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text()
+        tree = ast.parse(source)
+        code = _code_lines(source, tree)
+        where = path.relative_to(PACKAGE.parent).as_posix()
+        if len(code) > MAX_MODULE_LINES:
+            oversized.append(f"{where}: {len(code)} lines")
+        for name, function in _functions(tree):
+            # from the def line (decorators aside) to the end, the signature included
+            n_lines = len(code & set(range(function.lineno, function.end_lineno + 1)))
+            if n_lines > MAX_FUNCTION_LINES:
+                oversized.append(f"{where}::{name}: {n_lines} lines")
+    assert oversized == []

@@ -188,7 +188,10 @@ def test_fixing_the_shots_input_keeps_the_loss_at_that_k(tmp_path, true_class_in
     assert module.main([str(source), str(output), "--shots", "10"]) == 0
     fixed = load_meta_loss(output)
     assert not fixed.spec.shots_input and fixed.spec.progress_input
-    logits, y = torch.randn(12, 10, generator=torch.Generator().manual_seed(0)), torch.arange(12) % 10
+    logits, y = (
+        torch.randn(12, 10, generator=torch.Generator().manual_seed(0)),
+        torch.arange(12) % 10,
+    )
     for progress in (0.0, 0.7):
         told.progress = fixed.progress = progress
         told.shots = 10

@@ -25,17 +25,16 @@ from torch import nn
 from .._losses._meta_loss import examples_per_class
 from .._losses._resolve import resolve_loss
 from .._utils._device import cuda_index
+from .._utils._docstrings import (
+    FIT_SECTIONS,
+    PREDICT_PROBA_SECTIONS,
+    PREDICT_SECTIONS,
+    fill_doc,
+)
 from .._utils._threads import threads_for_training, torch_threads
 from .._utils._validation import check_random_state, check_sample_shape
 from ._nets import default_module_factory
-
-#: prefixes of the skorch-routed ``**kwargs``
-PREFIXES = ("module", "optimizer", "iterator_train", "iterator_valid", "callbacks", "dataset")
-
-
-def _is_fitted_name(name: str) -> bool:
-    return name.endswith("_") and not name.endswith("__")
-
+from ._routing import RoutedParamsMixin
 
 _MAX_SEED = np.iinfo(np.int32).max
 #: What ``MLNClassifier()`` trains with (``meta_loss="auto"``), per kind of input:
@@ -91,26 +90,6 @@ class _FrozenCriterionNet(NeuralNetClassifier):
                     yield param_name, param
 
 
-def _check_prefixed(keys) -> None:
-    """Raise a skorch-style TypeError for keys that are not ``<prefix>__<name>``."""
-    bad = []
-    for key in sorted(keys):
-        prefix = next((p for p in PREFIXES if key.startswith(p + "__")), None)
-        if prefix is not None and len(key) > len(prefix) + 2:
-            continue
-        hint = next((p for p in sorted(PREFIXES, key=len, reverse=True) if key.startswith(p)), None)
-        if hint is not None:
-            bad.append(f"{key} (did you mean {hint}__{key[len(hint) :].lstrip('_')}?)")
-        else:
-            bad.append(key)
-    if bad:
-        raise TypeError(
-            f"MLNClassifier got unexpected argument(s) {', '.join(bad)}; extra arguments must "
-            f"be routed to skorch with one of the prefixes "
-            f"{', '.join(p + '__' for p in PREFIXES)}."
-        )
-
-
 def _check_module_output(net: NeuralNetClassifier, X: np.ndarray, n_classes: int) -> None:
     """Fail early, with a clear message, when the module does not output ``(n, n_classes)``."""
     module = net.module_
@@ -135,7 +114,7 @@ def _rng_devices(device) -> list[int]:
     return [] if index is None else [index]
 
 
-class MLNClassifier(ClassifierMixin, BaseEstimator):
+class MLNClassifier(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
     """Neural classifier trained with a classical or meta-learned loss, on skorch.
 
     Trains a small network (an MLP on flat input, a small CNN on images) from scratch with
@@ -320,40 +299,6 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
         vars(self).update(kwargs)
 
     # ------------------------------------------------------------------ params
-    def _extra_names(self) -> list[str]:
-        """The ``**kwargs`` parameters: public attributes beyond the signature that are not
-        fitted ones. Fitted attributes end in one ``_`` (scikit-learn's convention), so a new
-        one cannot leak into ``get_params``; a routed name may end in ``__``."""
-        named = set(self._get_param_names())
-        return sorted(
-            k
-            for k in vars(self)
-            if not k.startswith("_") and k not in named and not _is_fitted_name(k)
-        )
-
-    def _routed_names(self) -> list[str]:
-        return [k for k in self._extra_names() if any(k.startswith(p + "__") for p in PREFIXES)]
-
-    def get_params(self, deep=True):
-        params = super().get_params(deep=deep)
-        params.update({k: getattr(self, k) for k in self._extra_names()})
-        return params
-
-    def set_params(self, **params):
-        # like __init__, stores **kwargs without checking them (fit does)
-        named = set(self._get_param_names())
-        extra = {
-            k: v
-            for k, v in params.items()
-            if any(k.startswith(p + "__") for p in PREFIXES) or k.split("__", 1)[0] not in named
-        }
-        for key, value in extra.items():
-            setattr(self, key, value)
-        rest = {k: v for k, v in params.items() if k not in extra}
-        if rest:
-            super().set_params(**rest)
-        return self
-
     def __sklearn_clone__(self):
         # A fitted evolver passed as meta_loss is data, not a sub-estimator to refit: the
         # default clone would hand GridSearchCV an unfitted one.
@@ -362,9 +307,6 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
         return type(self)(
             **{k: v if k == keep else clone(v, safe=False) for k, v in params.items()}
         )
-
-    def _prefixed(self, prefix: str) -> dict:
-        return {k: getattr(self, k) for k in self._routed_names() if k.startswith(prefix + "__")}
 
     # ------------------------------------------------------------------ building the net
     def _module_and_kwargs(self, n_classes: int) -> tuple:
@@ -417,19 +359,13 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit / predict
     @_fit_context(prefer_skip_nested_validation=True)
+    @fill_doc(fit_sections=FIT_SECTIONS)
     def fit(self, X, y):
         """Train the classifier from scratch on ``(X, y)``.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
-        y : array-like of shape (n_samples,)
-
-        Returns
-        -------
-        self : MLNClassifier
+        {fit_sections}
         """
-        _check_prefixed(self._extra_names())
+        self._check_extra_names()
         X, y = validate_data(self, X, y, dtype=np.float32, allow_nd=True)
         X = check_sample_shape(self, X, reset=True)
         check_classification_targets(y)
@@ -489,16 +425,11 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
         self.history_ = net.history_
         return self
 
+    @fill_doc(predict_proba_sections=PREDICT_PROBA_SECTIONS)
     def predict_proba(self, X):
         """Class probabilities, the softmax of the module's logits.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
+        {predict_proba_sections}
         """
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float32, allow_nd=True, ensure_2d=False, reset=False)
@@ -511,16 +442,11 @@ class MLNClassifier(ClassifierMixin, BaseEstimator):
             proba = self.net_.predict_proba(X).astype(np.float64)
         return proba / proba.sum(axis=1, keepdims=True)
 
+    @fill_doc(predict_sections=PREDICT_SECTIONS)
     def predict(self, X):
         """Predicted class labels (from ``classes_``).
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
+        {predict_sections}
         """
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]

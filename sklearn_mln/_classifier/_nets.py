@@ -282,16 +282,25 @@ def population_forward(
 
 
 def supports_population(module: nn.Module, X_sample: Tensor) -> bool:
-    """Whether ``module`` can run in population form (checked on a tiny batch)."""
+    """Whether ``module`` runs in population form, checked on a tiny batch ``X_sample``.
+
+    Both forms are tried: rows shared by every member (prediction) and each member's own
+    rows (training). A module with data-dependent control flow passes the first, where
+    ``vmap`` sees no batched input, and fails the second.
+    """
     if type(module) in _HAND_BATCHED:
         return True
     params = {
         k: v.detach().unsqueeze(0).repeat(2, *([1] * v.ndim)) for k, v in module.named_parameters()
     }
+    # the second member gets other rows, so that a form mixing up members is caught
+    own_rows = torch.stack([X_sample, X_sample.flip(0)])
     try:
         with torch.no_grad():
-            out = population_forward(module, params, X_sample, shared=True)
-            ref = module(X_sample)
-        return out.shape == (2, *ref.shape) and torch.allclose(out[0], ref, atol=1e-5, rtol=1e-4)
+            shared = population_forward(module, params, X_sample, shared=True)
+            per_member = population_forward(module, params, own_rows, shared=False)
+            expected = torch.stack([module(rows) for rows in own_rows])
+            shared_ok = torch.allclose(shared, expected[0].expand_as(shared), atol=1e-5, rtol=1e-4)
+            return shared_ok and torch.allclose(per_member, expected, atol=1e-5, rtol=1e-4)
     except Exception:  # any failure means: use the per-classifier loop
         return False

@@ -27,6 +27,7 @@ from .._losses._meta_loss import (
     MetaLossSpec,
 )
 from .._losses._resolve import frozen_copy
+from .._utils._docstrings import FIT_SECTIONS, fill_doc
 from .._utils._provenance import provenance
 from .._utils._threads import EVALUATION_THREADS, torch_threads
 from .._utils._validation import check_random_state, check_sample_shape
@@ -334,17 +335,11 @@ class MLNEvolver(BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
+    @fill_doc(fit_sections=FIT_SECTIONS)
     def fit(self, X, y):
         """Evolve a meta-loss on the pool ``X, y``.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
-        y : array-like of shape (n_samples,)
-
-        Returns
-        -------
-        self : MLNEvolver
+        {fit_sections}
         """
         # every torch op of the fit at one thread: results then do not depend on the
         # caller's thread setting (restored after), and small nets run fastest so

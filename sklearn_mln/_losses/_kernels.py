@@ -249,9 +249,9 @@ class FusedPerClassLoss(torch.autograd.Function):
     ``apply(logits (P, n, C), theta (P, n_params), y (n,) or (P, n), layout, task, exact,
     mean, reference)`` gives the per-sample losses ``(P, n)`` (their means ``(P,)`` with
     ``mean``); one network's logits ``(n, C)`` with ``theta`` ``(1, n_params)`` give
-    ``(n,)`` (a scalar with ``mean``), with no batch axis for autograd to add and remove. The gradient with respect to the logits is computed alongside the value
-    (the net's input gradient carried forward, then the chain rule through the softmax in
-    closed form), so the backward pass is one multiplication; the one with respect to
+    ``(n,)`` (a scalar with ``mean``), with no batch axis for autograd to add and remove.
+    The gradient with respect to the logits is computed alongside the value (the net's
+    input gradient carried forward, then the chain rule through the softmax in closed form), so the backward pass is one multiplication; the one with respect to
     ``theta``, when it is needed, backpropagates through the net from the kept
     activations. This replaces autograd's dozens of small nodes per call, the largest
     cost of a small classifier's step. ``exact`` uses torch's log-softmax (an anchored

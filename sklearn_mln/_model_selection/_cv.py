@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import copy
 import time
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.metrics import check_scoring, get_scorer_names
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._classifier._estimator import _MAX_SEED, PREFIXES, MLNClassifier, _check_prefixed
+from .._classifier._estimator import _MAX_SEED, MLNClassifier
+from .._classifier._routing import RoutedParamsMixin
+from .._utils._docstrings import (
+    FIT_SECTIONS,
+    PREDICT_PROBA_SECTIONS,
+    PREDICT_SECTIONS,
+    fill_doc,
+)
 from .._utils._threads import torch_threads
 from .._utils._validation import check_random_state, check_sample_shape
 from ._candidates import (
@@ -34,12 +41,13 @@ from ._candidates import (
 from ._population import Candidate, can_batch, make_folds, population_probas
 from ._splits import resolve_cv, results_table
 
+#: the parameters every candidate's MLNClassifier gets as they are (the grid sets the rest;
+#: random_state and verbose are handed on their own way)
+_CLASSIFIER_PARAMS = ("module", "momentum", "batch_size", "optimizer", "train_split", "callbacks",
+                      "device", "n_threads")  # fmt: skip
 
-def _is_fitted_name(name: str) -> bool:
-    return name.endswith("_") and not name.endswith("__")
 
-
-class MLNClassifierCV(ClassifierMixin, BaseEstimator):
+class MLNClassifierCV(RoutedParamsMixin, ClassifierMixin, BaseEstimator):
     """MLNClassifier with its loss, learning rate and epochs chosen by cross-validation.
 
     Every candidate setting of ``param_grid`` is scored on every fold of ``cv``, then the
@@ -142,20 +150,14 @@ class MLNClassifierCV(ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "module": [None, callable],
         "param_grid": [None, dict, list],
         "cv": ["cv_object"],
         "scoring": [None, StrOptions(set(get_scorer_names())), callable],
         "refit": ["boolean"],
-        "momentum": [Interval(Real, 0, 1, closed="both")],
-        "batch_size": [Interval(Integral, 1, None, closed="left"), Options(Integral, {-1})],
-        "optimizer": [callable],
-        "train_split": [None, callable],
-        "callbacks": [None, list, StrOptions({"disable"})],
-        "device": [str, torch.device],
-        "n_threads": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        # handed to every candidate's MLNClassifier: checked as it checks them
+        **{k: MLNClassifier._parameter_constraints[k] for k in _CLASSIFIER_PARAMS},
     }
 
     def __init__(
@@ -193,27 +195,7 @@ class MLNClassifierCV(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         vars(self).update(kwargs)
 
-    # ------------------------------------------------------------------ params (as MLNClassifier)
-    def _extra_names(self) -> list[str]:
-        named = set(self._get_param_names())
-        return sorted(
-            k
-            for k in vars(self)
-            if not k.startswith("_") and k not in named and not _is_fitted_name(k)
-        )
-
-    def get_params(self, deep=True):
-        params = super().get_params(deep=deep)
-        params.update({k: getattr(self, k) for k in self._extra_names()})
-        return params
-
-    def set_params(self, **params):
-        named = set(self._get_param_names())
-        routed = [k for k in params if k.startswith(PREFIXES) or k.split("__")[0] not in named]
-        for key in routed:
-            setattr(self, key, params.pop(key))
-        return super().set_params(**params) if params else self
-
+    # ------------------------------------------------------------------ params
     def __sklearn_clone__(self):
         # the grid is data: a fitted evolver in it must stay fitted (clone would refit it)
         params = self.get_params(deep=False)
@@ -223,28 +205,20 @@ class MLNClassifierCV(ClassifierMixin, BaseEstimator):
 
     def _classifier_params(self) -> dict:
         """What every candidate's MLNClassifier shares (the grid sets the rest)."""
-        own = ("module", "momentum", "batch_size", "optimizer", "train_split", "callbacks",
-               "device", "n_threads")  # fmt: skip
         return {
-            **{k: getattr(self, k) for k in own},
+            **{k: getattr(self, k) for k in _CLASSIFIER_PARAMS},
             **{k: getattr(self, k) for k in self._extra_names()},
         }
 
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
+    @fill_doc(fit_sections=FIT_SECTIONS)
     def fit(self, X, y):
         """Score every candidate on every fold, then refit the best on all of ``(X, y)``.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
-        y : array-like of shape (n_samples,)
-
-        Returns
-        -------
-        self : MLNClassifierCV
+        {fit_sections}
         """
-        _check_prefixed(self._extra_names())
+        self._check_extra_names()
         vars(self).pop("best_estimator_", None)  # a refit=False fit leaves none behind
         X, y = validate_data(self, X, y, dtype=np.float32, allow_nd=True)
         X = check_sample_shape(self, X, reset=True)
@@ -360,30 +334,20 @@ class MLNClassifierCV(ClassifierMixin, BaseEstimator):
         X = validate_data(self, X, dtype=np.float32, allow_nd=True, ensure_2d=False, reset=False)
         return check_sample_shape(self, X, reset=False)
 
+    @fill_doc(predict_proba_sections=PREDICT_PROBA_SECTIONS)
     def predict_proba(self, X):
         """Class probabilities of the best estimator.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
+        {predict_proba_sections}
         """
         best = self._fitted_best()
         return best.predict_proba(self._checked(X))
 
+    @fill_doc(predict_sections=PREDICT_SECTIONS)
     def predict(self, X):
         """Class labels predicted by the best estimator.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features) or (n_samples, c, h, w)
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
+        {predict_sections}
         """
         best = self._fitted_best()
         return best.predict(self._checked(X))
