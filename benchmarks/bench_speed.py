@@ -32,6 +32,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,7 @@ from sklearn_mln.toolkit import (
     class_indices,
     draw_seeds,
     make_task_batch,
+    meta_loss_per_sample,
     provenance,
     provenance_lines,
     resolve_module_factory,
@@ -242,11 +244,17 @@ def bench_criterion(repeats: int, quick: bool) -> dict:
             **LOSS, random_state=SEED
         ),
         "the same, weights frozen": frozen,
-        'load_pretrained("fashion-mnist")': load_pretrained("fashion-mnist"),
-        'load_pretrained("fashion-mnist"), weights frozen': load_pretrained(
+        'load_pretrained("fashion-mnist") (weights frozen)': load_pretrained("fashion-mnist"),
+        'load_pretrained("fashion-mnist").requires_grad_()': load_pretrained(
             "fashion-mnist"
-        ).requires_grad_(False),
+        ).requires_grad_(),
     }
+    if not quick:  # what eager PyTorch and a compiler make of the same loss
+        shipped = load_pretrained("fashion-mnist")
+        lean, scripted = _lean_shipped_loss(shipped)
+        criteria["the shipped loss in the fewest eager ops (floor)"] = lean
+        criteria["the same, TorchScript"] = scripted
+        criteria["the shipped loss, torch.compile"] = _compiled(shipped)
     params = dict(inner_lr=0.5, inner_momentum=0.0, inner_steps=20 if quick else 100)
     factory = resolve_module_factory(MLP(64, 10, (32,)), (64,), 10)
     n_loops = 3 if quick else 20
@@ -271,6 +279,64 @@ def bench_criterion(repeats: int, quick: bool) -> dict:
             for k, v in times.items()
         },
     }
+
+
+def _lean_shipped_loss(loss: MetaLossNetwork):
+    """The shipped loss's value and logit gradient in the fewest eager ops we found (its
+    architecture only: per-class, anchored, log-probabilities, one tanh layer)."""
+    spec = loss.spec
+    assert spec.hidden_sizes == (8,) and spec.activation == "tanh" and spec.inputs == "log_probs"
+    theta = torch.as_tensor(loss.get_flat_params(), dtype=torch.float32)
+    a0, a1 = theta[0].reshape(1, 1), theta[1].reshape(1, 1)
+    w1 = theta[2:18].reshape(8, 2)
+    wq, wy, b1 = w1[:, :1].contiguous(), w1[:, 1:].contiguous(), theta[18:26].reshape(8, 1)
+    w2, b2 = theta[26:34].reshape(1, 8), theta[34:35].reshape(1, 1)
+
+    def value_and_gradient(z, y, wq, wy, b1, w2, b2, a0, a1):
+        n, n_classes = z.shape
+        lp = torch.log_softmax(z, -1)
+        p = lp.exp()
+        onehot = torch.zeros_like(z).scatter_(-1, y.unsqueeze(-1), 1.0)
+        q, label = lp.view(1, -1), onehot.view(1, -1)
+        a = torch.tanh(torch.addcmul(b1, q, wq).addcmul_(label, wy))
+        coef = torch.addcmul(a0, label, a1)
+        out = torch.addmm(b2, w2, a).addcmul_(q, coef)
+        slope = torch.mm(w2, (1.0 - a * a).mul_(wq)).add_(coef)
+        g = out.view(n, n_classes).sum(-1).sub_(lp.gather(-1, y.unsqueeze(-1)).view(n))
+        d_g = g.gt(0.0).to(z.dtype).div_(n).unsqueeze(-1)
+        d_lp = slope.view(n, n_classes).mul_(d_g).addcmul_(onehot, d_g, value=-1.0)
+        return g.clamp_min(0.0).mean(), d_lp.addcmul_(p, d_lp.sum(-1, keepdim=True), value=-1.0)
+
+    weights = (wq, wy, b1, w2, b2, a0, a1)
+
+    def criterion_of(kernel):
+        class Lean(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, z, y):
+                value, ctx.gradient = kernel(z.detach(), y, *weights)
+                return value
+
+            @staticmethod
+            def backward(ctx, grad):
+                return ctx.gradient * grad, None
+
+        return Lean.apply
+
+    with warnings.catch_warnings():  # TorchScript is deprecated; measured for the record
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(value_and_gradient)
+    return criterion_of(value_and_gradient), criterion_of(scripted)
+
+
+def _compiled(loss: MetaLossNetwork):
+    """The loss through plain autograd, compiled by ``torch.compile`` (inductor)."""
+    theta = loss.theta.detach().float().unsqueeze(0)
+    spec = loss.spec
+
+    def value(z, y):
+        return meta_loss_per_sample(theta, z.unsqueeze(0), y, spec).mean()
+
+    return torch.compile(value, dynamic=False)
 
 
 def markdown(result: dict) -> str:

@@ -331,14 +331,14 @@ def plot_loss_shape(
     return axes
 
 
-def plot_benchmark(result: dict):
+def plot_benchmark(result):
     """Mean test accuracy (95 % CI of the mean) against k, one panel per architecture.
 
     Parameters
     ----------
-    result : dict
+    result : :class:`~sklearn_mln.benchmark.BenchmarkResult`
         What :func:`sklearn_mln.benchmark.small_data_benchmark` returns (or its
-        ``results.json``).
+        ``results.json``, read with :meth:`~sklearn_mln.benchmark.BenchmarkResult.load`).
 
     Returns
     -------
@@ -350,17 +350,15 @@ def plot_benchmark(result: dict):
     except ImportError as exc:
         raise ImportError(_MISSING_MATPLOTLIB) from exc
 
-    architectures = list(result["settings"]["architectures"])
-    names = [*result["settings"]["baselines"], *result["settings"]["losses"]]
+    architectures = list(result.settings.architectures)
+    names = [*result.settings.baselines, *result.settings.losses]
     fig = Figure(figsize=(4.5 * len(architectures), 3.8), layout="constrained")
     axes = fig.subplots(1, len(architectures), squeeze=False)[0]
     for ax, arch in zip(axes, architectures):
-        entries = sorted(
-            (e for e in result["results"] if e["architecture"] == arch), key=lambda e: e["k"]
-        )
-        ks = [e["k"] for e in entries]
+        rows = sorted((r for r in result.rows if r.architecture == arch), key=lambda r: r.k)
+        ks = [r.k for r in rows]
         for name in names:
-            acc = [np.asarray(e["losses"][name]["test_accuracy"]) for e in entries]
+            acc = [np.asarray(r.losses[name].test_accuracy) for r in rows]
             means = [a.mean() for a in acc]
             ci = [1.96 * a.std(ddof=1) / np.sqrt(len(a)) if len(a) > 1 else 0.0 for a in acc]
             ax.errorbar(ks, means, yerr=ci, marker="o", capsize=3, label=name)

@@ -17,7 +17,8 @@ Classifier nets
 Losses
     :class:`MetaLossSpec` (a meta-loss's architecture), :data:`AUTO_TRAINING`
     (``MLNClassifier()``'s default settings), :func:`examples_per_class` (what a
-    shots-input loss is told).
+    shots-input loss is told), :func:`meta_loss_per_sample` (a population of losses
+    through plain autograd).
 Evolution
     :class:`Problem`, :class:`MixtureProblem`, :class:`EvolutionState`,
     :func:`start_point`, :func:`evolve`, :class:`CMAStrategy`; a run's state on disk:
@@ -35,7 +36,7 @@ from ._evolution._parallel import evaluate_population, single_threaded_blas
 from ._evolution._state import EvolutionState, MixtureProblem, Problem, evolve, start_point
 from ._evolution._strategy import CMAStrategy
 from ._evolution._tasks import class_indices, draw_seeds, sample_tasks
-from ._losses._meta_loss import MetaLossSpec, examples_per_class
+from ._losses._meta_loss import MetaLossSpec, examples_per_class, meta_loss_per_sample
 from ._utils._archive import atomic_write_bytes
 from ._utils._provenance import provenance, provenance_lines
 
@@ -64,6 +65,7 @@ __all__ = [
     "fingerprint",
     "load_checkpoint",
     "make_task_batch",
+    "meta_loss_per_sample",
     "provenance",
     "provenance_lines",
     "resolve_module_factory",

@@ -16,6 +16,7 @@ from sklearn_mln._evolution._inner import (
 from sklearn_mln._utils._provenance import REQUIRED_KEYS
 from sklearn_mln.benchmark import (
     CLASSICAL_GRIDS,
+    BenchmarkResult,
     benchmark_markdown,
     run_benchmark,
     shared_tasks,
@@ -127,18 +128,16 @@ def test_tuning_never_sees_the_test_split_and_losses_are_paired(splits):
     kwargs = dict(TINY, baselines=["cross_entropy", "mse"], architectures=["mlp", "cnn"])
     a = small_data_benchmark(X_pool, y_pool, X_rest[:450], y_rest[:450], losses, **kwargs)
     b = small_data_benchmark(X_pool, y_pool, X_rest[450:], y_rest[450:], losses, **kwargs)
-    for entry_a, entry_b in zip(a["results"], b["results"]):
-        assert entry_a["baseline"] == entry_b["baseline"]
+    for row_a, row_b in zip(a.rows, b.rows):
+        assert row_a.baseline == row_b.baseline
         for name in ("cross_entropy", "mse", "ce_again"):
-            ra, rb = entry_a["losses"][name], entry_b["losses"][name]
-            assert ra["tuning_grid"] == rb["tuning_grid"]
-            assert (ra["lr"], ra["steps"]) == (rb["lr"], rb["steps"])
-        assert (
-            entry_a["losses"]["mse"]["test_accuracy"] != entry_b["losses"]["mse"]["test_accuracy"]
-        )
-        ce, again = entry_a["losses"]["cross_entropy"], entry_a["losses"]["ce_again"]
-        assert again["test_accuracy"] == ce["test_accuracy"]  # same tasks, same initial weights
-        assert again["kind"] == "learned" and ce["kind"] == "classical"
+            ra, rb = row_a.losses[name], row_b.losses[name]
+            assert ra.tuning_grid == rb.tuning_grid
+            assert (ra.lr, ra.steps) == (rb.lr, rb.steps)
+        assert row_a.losses["mse"].test_accuracy != row_b.losses["mse"].test_accuracy
+        ce, again = row_a.losses["cross_entropy"], row_a.losses["ce_again"]
+        assert again.test_accuracy == ce.test_accuracy  # same tasks, same initial weights
+        assert again.kind == "learned" and ce.kind == "classical"
 
 
 def test_report_has_provenance_summary_and_one_table_per_row(splits, tmp_path):
@@ -148,24 +147,25 @@ def test_report_has_provenance_summary_and_one_table_per_row(splits, tmp_path):
         X_pool, y_pool, X_test, y_test, {"ls_mln": mln}, architectures=["mlp"],
         baselines=["label_smoothing", "focal"], **TINY,
     )  # fmt: skip
-    entry = result["results"][0]
-    assert entry["baseline"] == max(
-        ("label_smoothing", "focal"), key=lambda n: entry["losses"][n]["tuning_score"]
+    row = result.rows[0]
+    assert row.baseline == max(
+        ("label_smoothing", "focal"), key=lambda n: row.losses[n].tuning_score
     )
-    ls_grid = entry["losses"]["label_smoothing"]["tuning_grid"]
+    ls_grid = row.losses["label_smoothing"].tuning_grid
     assert len(ls_grid) >= len(CLASSICAL_GRIDS["label_smoothing"]["smoothing"]) * 2 * 2
-    assert set(REQUIRED_KEYS) <= set(result["provenance"])
-    assert result["provenance"]["seed"] == 0
+    assert set(REQUIRED_KEYS) <= set(result.provenance)
+    assert result.provenance["seed"] == 0
     paths = write_benchmark_report(result, tmp_path / "out")
     assert {p.name for p in (tmp_path / "out").iterdir()} == {
         "results.json", "results.md", "accuracy_vs_k.png"
     }  # fmt: skip
     assert paths["plot"].read_bytes().startswith(b"\x89PNG")
-    assert json.loads(paths["json"].read_text())["settings"] == result["settings"]
+    assert json.loads(paths["json"].read_text())["settings"] == result.settings.to_dict()
+    assert BenchmarkResult.load(paths["json"]) == result
     markdown = paths["markdown"].read_text()
     assert markdown == benchmark_markdown(result)
     assert "## Summary" in markdown and "## mlp, k = 2" in markdown
-    assert f"commit: {result['provenance']['commit']}"[:15] in markdown
+    assert f"commit: {result.provenance['commit']}"[:15] in markdown
 
 
 def test_bad_arguments_are_refused_before_any_training(splits):
@@ -213,7 +213,7 @@ def test_a_long_run_reports_after_every_row(splits, tmp_path):
     seen = []
 
     def rows(partial):
-        seen.append([(e["architecture"], e["k"]) for e in partial["results"]])
+        seen.append([(row.architecture, row.k) for row in partial.rows])
 
     result = small_data_benchmark(
         X_pool, y_pool, X_test, y_test, baselines=["cross_entropy"], architectures=["mlp"],
@@ -221,15 +221,16 @@ def test_a_long_run_reports_after_every_row(splits, tmp_path):
         **{**TINY, "ks": [2, 1]},
     )  # fmt: skip
     assert seen == [[("mlp", 2)], [("mlp", 2), ("mlp", 1)]]
-    assert len(result["results"]) == 2
+    assert len(result.rows) == 2
     out = tmp_path / "out"
     run = run_benchmark(
         "digits", losses=[], output=out, command="python the-command", architectures=["mlp"],
         baselines=["cross_entropy"], pool_size=None, test_size=None, **TINY,
     )  # fmt: skip
-    written = json.loads((out / "results.json").read_text())
-    assert written["provenance"]["command"] == "python the-command"
-    assert written["results"] == run["results"] and written["settings"]["dataset"] == "digits"
+    written = BenchmarkResult.load(out / "results.json")
+    assert written.provenance["command"] == "python the-command"
+    assert written.rows == run.rows and written.settings.dataset == "digits"
+    assert written == run
 
 
 def test_a_run_may_give_each_baseline_a_smaller_grid(splits):
@@ -238,11 +239,11 @@ def test_a_run_may_give_each_baseline_a_smaller_grid(splits):
     result = small_data_benchmark(
         X_pool, y_pool, X_test, y_test, baselines=grids, architectures=["mlp"], **TINY
     )
-    assert result["settings"]["baselines"] == {
+    assert result.settings.baselines == {
         "label_smoothing": {"smoothing": [0.2, 0.7]}, "cross_entropy": {}
     }  # fmt: skip
-    record = result["results"][0]["losses"]["label_smoothing"]
-    assert {p["params"]["smoothing"] for p in record["tuning_grid"]} == {0.2, 0.7}
+    entry = result.rows[0].losses["label_smoothing"]
+    assert {p.params["smoothing"] for p in entry.tuning_grid} == {0.2, 0.7}
     with pytest.raises(ValueError, match="must give"):
         small_data_benchmark(
             X_pool, y_pool, X_test, y_test, baselines={"focal": {"alpha": (1.0,)}}, **TINY

@@ -11,7 +11,7 @@ import pytest
 from sklearn_mln import MetaLossNetwork
 from sklearn_mln._cli._main import main
 from sklearn_mln._utils._provenance import REQUIRED_KEYS
-from sklearn_mln.benchmark import CLASSICAL_GRIDS
+from sklearn_mln.benchmark import CLASSICAL_GRIDS, BenchmarkResult
 
 pytest.importorskip("matplotlib")
 pytestmark = pytest.mark.usefixtures("no_data_env", "one_torch_thread")
@@ -20,37 +20,37 @@ TINY = ["--tasks", "3", "--tuning-tasks", "2", "--grid-lr", "0.03", "0.1", "--gr
 OUTPUTS = {"results.json", "results.md", "accuracy_vs_k.png"}
 
 
-def _check_report(out: Path, baselines, learned, architectures, ks) -> dict:
+def _check_report(out: Path, baselines, learned, architectures, ks) -> BenchmarkResult:
     assert {p.name for p in out.iterdir()} == OUTPUTS  # nothing else, no temp files left
     assert out.joinpath("accuracy_vs_k.png").read_bytes().startswith(b"\x89PNG")
     markdown = out.joinpath("results.md").read_text()
-    result = json.loads(out.joinpath("results.json").read_text())
-    assert result["provenance"]["command"].startswith("python -m sklearn_mln benchmark ")
-    assert set(REQUIRED_KEYS) <= set(result["provenance"])
-    assert list(result["settings"]["baselines"]) == list(baselines)
-    assert list(result["settings"]["losses"]) == list(learned)
-    assert [(e["architecture"], e["k"]) for e in result["results"]] == [
+    text = out.joinpath("results.json").read_text()
+    result = BenchmarkResult.load(out / "results.json")
+    assert json.dumps(result.to_dict(), indent=1) + "\n" == text  # read back as written
+    assert result.provenance["command"].startswith("python -m sklearn_mln benchmark ")
+    assert set(REQUIRED_KEYS) <= set(result.provenance)
+    assert list(result.settings.baselines) == list(baselines)
+    assert list(result.settings.losses) == list(learned)
+    assert [(row.architecture, row.k) for row in result.rows] == [
         (a, k) for k in ks for a in architectures
     ]
-    for entry in result["results"]:
-        assert f"## {entry['architecture']}, k = {entry['k']}" in markdown
-        records = entry["losses"]
-        assert list(records) == [*baselines, *learned]
+    for row in result.rows:
+        assert f"## {row.architecture}, k = {row.k}" in markdown
+        entries = row.losses
+        assert list(entries) == [*baselines, *learned]
         # the baseline is the classical loss with the best tuning score, not the best test score
-        assert entry["baseline"] == max(baselines, key=lambda n: records[n]["tuning_score"])
-        base = np.asarray(records[entry["baseline"]]["test_accuracy"])
-        for name, record in records.items():
-            acc = np.asarray(record["test_accuracy"])
-            assert acc.shape == (result["settings"]["n_tasks"],)
+        assert row.baseline == max(baselines, key=lambda n: entries[n].tuning_score)
+        base = np.asarray(row.baseline_result.test_accuracy)
+        for name, entry in entries.items():
+            acc = np.asarray(entry.test_accuracy)
+            assert acc.shape == (result.settings.n_tasks,)
             own = CLASSICAL_GRIDS.get(name, {})
-            assert set(record["params"]) == set(own)  # tuned over its own hyperparameters
-            points = {
-                (tuple(p["params"].items()), p["lr"], p["steps"]) for p in record["tuning_grid"]
-            }
-            assert (tuple(record["params"].items()), record["lr"], record["steps"]) in points
-            summary = record["summary"]
-            assert summary["delta"] == pytest.approx((acc - base).mean(), abs=1e-12)
-            assert summary["wins"] + summary["ties"] + summary["losses"] == len(acc)
+            assert set(entry.params) == set(own)  # tuned over its own hyperparameters
+            points = {(tuple(p.params.items()), p.lr, p.steps) for p in entry.tuning_grid}
+            assert (tuple(entry.params.items()), entry.lr, entry.steps) in points
+            summary = entry.summary
+            assert summary.delta == pytest.approx((acc - base).mean(), abs=1e-12)
+            assert summary.wins + summary.ties + summary.losses == len(acc)
     return result
 
 
@@ -63,18 +63,18 @@ def test_fashion_mnist_smoke(tmp_path, capsys):
     argv += [*TINY, "--architectures", "mlp", "--loss", f"ls_mln={mln}", "--output", str(out)]
     assert main([*argv, "--threads", "1"]) == 0
     result = _check_report(out, list(CLASSICAL_GRIDS), ["ls_mln"], ["mlp"], [1, 5])
-    assert result["settings"]["n_test"] == 300 and result["settings"]["n_pool"] == 600
-    assert result["provenance"]["torch_threads"] == 1
-    assert result["settings"]["grid_lr"] == [0.03, 0.1] and result["settings"]["grid_steps"] == [10]
+    assert result.settings.n_test == 300 and result.settings.n_pool == 600
+    assert result.provenance["torch_threads"] == 1
+    assert result.settings.grid_lr == [0.03, 0.1] and result.settings.grid_steps == [10]
     # the MLN that equals label smoothing 0.1 trains like it (up to float rounding)
-    for entry in result["results"]:
+    for row in result.rows:
         ls = {
-            (p["lr"], p["steps"]): p["screening_score"]
-            for p in entry["losses"]["label_smoothing"]["tuning_grid"]
-            if p["params"] == {"smoothing": 0.1}
+            (p.lr, p.steps): p.screening_score
+            for p in row.losses["label_smoothing"].tuning_grid
+            if p.params == {"smoothing": 0.1}
         }
-        for p in entry["losses"]["ls_mln"]["tuning_grid"]:
-            assert p["screening_score"] == pytest.approx(ls[(p["lr"], p["steps"])], abs=0.01)
+        for p in row.losses["ls_mln"].tuning_grid:
+            assert p.screening_score == pytest.approx(ls[(p.lr, p.steps)], abs=0.01)
     # progress: one stderr line per (architecture, k, loss), then where the files went
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2 * (len(CLASSICAL_GRIDS) + 1) + 1
@@ -103,8 +103,8 @@ def test_cifar10_on_generated_batches(tmp_path):
     assert main(argv) == 0
     baselines = ["cross_entropy", "label_smoothing"]
     result = _check_report(out, baselines, [], ["mlp", "cnn"], [1, 2])
-    assert result["settings"]["dataset"] == "cifar10"
-    assert result["settings"]["n_pool"] == 200 and result["settings"]["n_test"] == 40
+    assert result.settings.dataset == "cifar10"
+    assert result.settings.n_pool == 200 and result.settings.n_test == 40
 
 
 def test_benchmark_refuses_bad_arguments_in_one_line(tmp_path, capsys):

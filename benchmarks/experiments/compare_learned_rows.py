@@ -18,16 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from sklearn_mln.benchmark import summarize
+from sklearn_mln.benchmark import BenchmarkResult, BenchmarkRow, summarize
 from sklearn_mln.toolkit import provenance, provenance_lines
 
 
-def _rows(folder: Path) -> dict:
-    result = json.loads((folder / "results.json").read_text())
-    return {(r["architecture"], r["k"]): r for r in result["results"]}
+def _rows(folder: Path) -> dict[tuple[str, int], BenchmarkRow]:
+    result = BenchmarkResult.load(folder / "results.json")
+    return {(row.architecture, row.k): row for row in result.rows}
 
 
-def _largest_task_gap(new: dict, old: dict) -> float | None:
+def _largest_task_gap(new: BenchmarkRow, old: BenchmarkRow) -> float | None:
     """The largest per-task accuracy difference of a classical setting picked in both rows.
 
     ``0.0`` is the same tasks to the bit; a few single-image differences (about 5e-4 on
@@ -35,17 +35,13 @@ def _largest_task_gap(new: dict, old: dict) -> float | None:
     other losses; ``None``: no setting was picked in both.
     """
     largest = None
-    for name, entry in new["losses"].items():
-        before = old["losses"].get(name)
-        if entry.get("kind") != "classical" or before is None:
+    for name, entry in new.losses.items():
+        before = old.losses.get(name)
+        if entry.kind != "classical" or before is None:
             continue
-        if (entry["params"], entry["lr"], entry["steps"]) != (
-            before["params"],
-            before["lr"],
-            before["steps"],
-        ):
+        if (entry.params, entry.lr, entry.steps) != (before.params, before.lr, before.steps):
             continue
-        gap = float(np.abs(np.subtract(entry["test_accuracy"], before["test_accuracy"])).max())
+        gap = float(np.abs(np.subtract(entry.test_accuracy, before.test_accuracy)).max())
         largest = gap if largest is None else max(largest, gap)
     return largest
 
@@ -58,24 +54,22 @@ def compare(new_folder: Path, old_folders: list[Path]) -> dict:
         if key not in old:
             continue
         reference = old[key]
-        baseline = reference["baseline"]
-        accuracies = {
-            f"v2 best: {baseline}": np.asarray(reference["losses"][baseline]["test_accuracy"])
-        }
-        learned = [n for n, e in row["losses"].items() if e.get("kind") != "classical"]
+        baseline, base = reference.baseline, reference.baseline_result
+        accuracies = {f"v2 best: {baseline}": np.asarray(base.test_accuracy)}
+        learned = [n for n, e in row.losses.items() if e.kind != "classical"]
         for name in learned:
-            accuracies[name] = np.asarray(row["losses"][name]["test_accuracy"])
+            accuracies[name] = np.asarray(row.losses[name].test_accuracy)
         summary = summarize(accuracies, f"v2 best: {baseline}")
         rows.append(
             {
                 "architecture": key[0],
                 "k": key[1],
                 "baseline": baseline,
-                "baseline_setting": {
-                    s: reference["losses"][baseline][s] for s in ("params", "lr", "steps")
-                },
+                "baseline_setting": {"params": base.params, "lr": base.lr, "steps": base.steps},
                 "largest_task_gap": _largest_task_gap(row, reference),
-                "picks": {n: {s: row["losses"][n][s] for s in ("lr", "steps")} for n in learned},
+                "picks": {
+                    n: {"lr": row.losses[n].lr, "steps": row.losses[n].steps} for n in learned
+                },
                 "summary": summary,
             }
         )

@@ -202,7 +202,7 @@ def main(argv=None) -> int:
     parser.add_argument("--cnn-lr", type=float, help="the CNN's step size (default 0.3)")
     parser.add_argument("--mlp-lr", type=float, nargs="+",
                         help="the MLP's step size (default 0.03), or one per k of --shots "
-                        "(each k's tuned step, so that only what tuning cannot give counts)")  # fmt: skip
+                        "(each k's tuned step: only what tuning cannot give counts)")  # fmt: skip
     parser.add_argument("--init", default="label_smoothing(smoothing=0.9)")
     parser.add_argument("--structure", default="per_class", choices=("per_class", "joint"))
     parser.add_argument("--true-class-input", action="store_true")

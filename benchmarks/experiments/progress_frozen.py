@@ -25,6 +25,7 @@ from torch import nn
 
 from sklearn_mln import ClassicalLoss, load_meta_loss
 from sklearn_mln.benchmark import (
+    BenchmarkResult,
     Setting,
     comparison_table,
     score_settings,
@@ -57,8 +58,8 @@ def main() -> None:
     started = time.perf_counter()
     torch.set_num_threads(1)
     record = provenance(seed=SEED, threads=1)
-    pick = json.loads(ROW.read_text())["results"][0]["losses"]["tuned-start-progress"]
-    lr, steps = float(pick["lr"]), int(pick["steps"])
+    pick = BenchmarkResult.load(ROW).rows[0].losses["tuned-start-progress"]
+    lr, steps = float(pick.lr), int(pick.steps)
     X_pool, y_pool, X_test, y_test = load_splits(
         "fashion-mnist", pool_size=2000, test_size=2000, seed=SEED
     )
@@ -78,7 +79,7 @@ def main() -> None:
     accuracy["MLNClassifier() default: label smoothing 0.9, lr 0.3, 100 steps"] = scores.accuracy[
         default
     ]
-    same = np.array_equal(accuracy["told its progress"], pick["test_accuracy"])
+    same = np.array_equal(accuracy["told its progress"], pick.test_accuracy)
     baseline = "MLNClassifier() default: label smoothing 0.9, lr 0.3, 100 steps"
     rows = summarize(accuracy, baseline)
     record["wall_seconds"] = round(time.perf_counter() - started, 2)

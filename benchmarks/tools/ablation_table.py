@@ -20,13 +20,12 @@ that their tasks are v2's (which ``compare_learned_rows.py`` verifies).
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from sklearn_mln.benchmark import summarize
+from sklearn_mln.benchmark import BenchmarkResult, BenchmarkRow, summarize
 from sklearn_mln.toolkit import atomic_write_bytes, provenance, provenance_lines
 
 PARTS = ("linear", "network")
@@ -37,19 +36,20 @@ def _delta(a: list[float], b: list[float]) -> str:
     return f"{100 * row['delta']:+.2f} ± {100 * row['ci95']:.2f} (p {row['p_wilcoxon']:.2g})"
 
 
-def _baseline_accuracy(entry: dict, versus: dict) -> list[float]:
-    reference = versus.get((entry["architecture"], entry["k"]), entry)
-    return reference["losses"][reference["baseline"]]["test_accuracy"]
+def _baseline_accuracy(row: BenchmarkRow, versus: dict) -> list[float]:
+    reference = versus.get((row.architecture, row.k), row)
+    return reference.baseline_result.test_accuracy
 
 
 def ablation_markdown(
-    results: list[dict],
+    results: list[BenchmarkResult],
     sources: list[str],
     only: list[set[str] | None] | None = None,
     versus: dict | None = None,
     versus_sources: tuple[str, ...] | list[str] = (),
 ) -> str:
-    """``versus``: v2 rows by (architecture, k), read from ``versus_sources``."""
+    """``versus``: v2 rows (:class:`BenchmarkRow`) by (architecture, k), read from
+    ``versus_sources``."""
     lines = [
         "# Ablation of the learned losses",
         "",
@@ -72,20 +72,20 @@ def ablation_markdown(
     ]
     only = only or [None] * len(results)
     for result, wanted in zip(results, only):
-        names = result["settings"]["losses"]
+        names = result.settings.losses
         for name in (n for n in names if f"{n}-linear" in names and (not wanted or n in wanted)):
-            for entry in sorted(result["results"], key=lambda e: (e["architecture"], e["k"])):
-                losses = entry["losses"]
-                full = losses[name]["test_accuracy"]
+            for row in sorted(result.rows, key=lambda r: (r.architecture, r.k)):
+                losses = row.losses
+                full = losses[name].test_accuracy
                 cells = [
-                    _delta(full, losses[f"{name}-{part}"]["test_accuracy"])
+                    _delta(full, losses[f"{name}-{part}"].test_accuracy)
                     if f"{name}-{part}" in losses
                     else "–"
                     for part in PARTS
                 ]
-                vs_classical = _delta(full, _baseline_accuracy(entry, versus or {}))
+                vs_classical = _delta(full, _baseline_accuracy(row, versus or {}))
                 lines.append(
-                    f"| {name} | {entry['architecture']} | {entry['k']} | {cells[0]} | "
+                    f"| {name} | {row.architecture} | {row.k} | {cells[0]} | "
                     f"{cells[1]} | {vs_classical} |"
                 )
     return "\n".join(lines) + "\n"
@@ -100,11 +100,11 @@ if __name__ == "__main__":
     target = Path(sys.argv[1])
     paths = [s.split(":")[0] for s in sources]
     only = [set(s.split(":")[1].split(",")) if ":" in s else None for s in sources]
-    results = [json.loads(Path(p).read_text()) for p in paths]
+    results = [BenchmarkResult.load(p) for p in paths]
     versus = {}
     for path in vs:
-        for entry in json.loads(Path(path).read_text())["results"]:
-            versus[(entry["architecture"], entry["k"])] = entry
+        for row in BenchmarkResult.load(path).rows:
+            versus[(row.architecture, row.k)] = row
     markdown = ablation_markdown(results, sources, only, versus, vs)
     atomic_write_bytes(target, markdown.encode())
     print(f"Wrote {target}.")

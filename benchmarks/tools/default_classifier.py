@@ -32,13 +32,22 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from sklearn_mln import ClassicalLoss, MLNClassifier
-from sklearn_mln.benchmark import Setting, score_settings, shared_tasks, summarize, task_rng
+from sklearn_mln.benchmark import (
+    BenchmarkResult,
+    Setting,
+    TuningPoint,
+    score_settings,
+    shared_tasks,
+    summarize,
+    task_rng,
+)
 from sklearn_mln.datasets import load_splits
 from sklearn_mln.toolkit import (
     architecture_factory,
@@ -50,23 +59,23 @@ from sklearn_mln.toolkit import (
 ARCHITECTURE, K = "cnn", 10  # the row the target is set on
 
 
-def _key(point: dict) -> tuple:
-    return tuple(sorted(point["params"].items())), point["lr"], point["steps"]
+def _key(point: TuningPoint) -> tuple:
+    return tuple(sorted(point.params.items())), point.lr, point.steps
 
 
-def choose_default(result: dict) -> tuple[str, dict, float, int, dict]:
+def choose_default(result: BenchmarkResult) -> tuple[str, dict, float, int, dict]:
     """The base-grid setting with the smallest mean tuning regret over all rows."""
-    base_lr = set(result["settings"]["grid_lr"])
+    base_lr = set(result.settings.grid_lr)
     regrets: dict[tuple, list[float]] = {}
-    for entry in result["results"]:
-        classical = {n: r for n, r in entry["losses"].items() if r["kind"] == "classical"}
-        best = max(r["tuning_score"] for r in classical.values())
-        for name, record in classical.items():
-            for point in record["tuning_grid"]:
-                if point["lr"] in base_lr:
-                    regret = best - point["screening_score"]
+    for row in result.rows:
+        classical = {n: e for n, e in row.losses.items() if e.kind == "classical"}
+        best = max(e.tuning_score for e in classical.values())
+        for name, entry in classical.items():
+            for point in entry.tuning_grid:
+                if point.lr in base_lr:
+                    regret = best - point.screening_score
                     regrets.setdefault((name, *_key(point)), []).append(regret)
-    n_rows = len(result["results"])
+    n_rows = len(result.rows)
     complete = {key: np.mean(v) for key, v in regrets.items() if len(v) == n_rows}
     name, params, lr, steps = min(complete, key=complete.get)
     table = {f"{n} {dict(p)} lr {r} steps {s}": float(v) for (n, p, r, s), v in complete.items()}
@@ -79,25 +88,26 @@ SHARED_SETTINGS = (
 )  # fmt: skip
 
 
-def rows_of(results: list[dict], arch: str) -> dict:
+def rows_of(results: list[BenchmarkResult], arch: str) -> BenchmarkResult:
     """Every row of ``arch`` over the runs given (a ``--ks`` run adds rows to a full one)."""
-    runs = [r for r in results if arch in r["settings"]["architectures"]]
+    runs = [r for r in results if arch in r.settings.architectures]
     if not runs:
         raise ValueError(f"no run given has rows of {arch!r}")
+    first = runs[0].settings
     for run in runs[1:]:
-        differ = [k for k in SHARED_SETTINGS if run["settings"][k] != runs[0]["settings"][k]]
+        differ = [k for k in SHARED_SETTINGS if getattr(run.settings, k) != getattr(first, k)]
         if differ:
             raise ValueError(f"the {arch} runs differ in {differ}: their rows do not compare")
-    entries = [e for run in runs for e in run["results"] if e["architecture"] == arch]
-    ks = [e["k"] for e in entries]
+    rows = [row for run in runs for row in run.rows if row.architecture == arch]
+    ks = [row.k for row in rows]
     if len(set(ks)) != len(ks):
         raise ValueError(f"k given twice for {arch}: {sorted(ks)}")
-    return dict(runs[0], results=entries)
+    return replace(runs[0], rows=rows)
 
 
 def classifier_comparison(X_test, y_test, result, best: dict, seed: int) -> dict:
     """``MLNClassifier()`` against ``MLNClassifier`` with the row's tuned best, paired."""
-    n_tasks = result["settings"]["n_tasks"]
+    n_tasks = result.settings.n_tasks
     batch_rng = task_rng(seed, 1, K)
     tasks = shared_tasks(X_test, y_test, K, n_tasks, batch_rng)
     accuracy = {"MLNClassifier()": [], "tuned best": []}
@@ -129,7 +139,7 @@ UNSEEN = {"images": "cnn-wide", "flat": "mlp2"}
 def main(output: str, sources: list[str]) -> None:
     started = time.perf_counter()
     torch.set_num_threads(1)  # one thread: on a busy 2-core machine two wait on each other
-    results = [json.loads((Path(folder) / "results.json").read_text()) for folder in sources]
+    results = [BenchmarkResult.load(Path(folder) / "results.json") for folder in sources]
     report = {"defaults": {}, "rows": [], "sources": sources}
     for kind, arch in KINDS.items():
         rows = rows_of(results, arch)
@@ -139,52 +149,45 @@ def main(output: str, sources: list[str]) -> None:
             "mean_regret": regrets[f"{name} {params} lr {lr} steps {steps}"],
         }  # fmt: skip
         report["rows"] += _score_default(rows, name, params, lr, steps)
-        if any(UNSEEN[kind] in r["settings"]["architectures"] for r in results):
+        if any(UNSEEN[kind] in r.settings.architectures for r in results):
             unseen = rows_of(results, UNSEEN[kind])
             report["rows"] += _score_default(unseen, name, params, lr, steps)
     cnn = rows_of(results, ARCHITECTURE)
-    settings = cnn["settings"]
+    settings = cnn.settings
     _, _, X_test, y_test = load_splits(
-        settings["dataset"], seed=settings["random_state"], pool_size=settings["n_pool"],
-        test_size=settings["n_test"],
+        settings.dataset, seed=settings.random_state, pool_size=settings.n_pool,
+        test_size=settings.n_test,
     )  # fmt: skip
-    row = next(e for e in cnn["results"] if (e["architecture"], e["k"]) == (ARCHITECTURE, K))
-    base = row["losses"][row["baseline"]]
-    best = {
-        "name": row["baseline"],
-        "params": base["params"],
-        "lr": base["lr"],
-        "steps": base["steps"],
-    }
-    report["classifier"] = classifier_comparison(
-        X_test, y_test, cnn, best, settings["random_state"]
-    )
-    report["provenance"] = provenance(seed=settings["random_state"], started=started)
+    row = next(r for r in cnn.rows if (r.architecture, r.k) == (ARCHITECTURE, K))
+    base = row.baseline_result
+    best = {"name": row.baseline, "params": base.params, "lr": base.lr, "steps": base.steps}
+    report["classifier"] = classifier_comparison(X_test, y_test, cnn, best, settings.random_state)
+    report["provenance"] = provenance(seed=settings.random_state, started=started)
     target = Path(output)
     atomic_write_bytes(target.with_suffix(".json"), (json.dumps(report, indent=1) + "\n").encode())
     atomic_write_bytes(target.with_suffix(".md"), markdown(report).encode())
 
 
-def _score_default(result: dict, name: str, params: dict, lr: float, steps: int) -> list[dict]:
+def _score_default(
+    result: BenchmarkResult, name: str, params: dict, lr: float, steps: int
+) -> list[dict]:
     """The default setting on every row's test tasks, against the row's tuned best."""
-    settings = result["settings"]
-    seed = settings["random_state"]
+    settings = result.settings
+    seed = settings.random_state
     _, _, X_test, y_test = load_splits(
-        settings["dataset"], seed=seed, pool_size=settings["n_pool"], test_size=settings["n_test"]
+        settings.dataset, seed=seed, pool_size=settings.n_pool, test_size=settings.n_test
     )
     default = Setting(name, tuple(sorted(params.items())), lr, steps)
     modules = {(name, default.params): ClassicalLoss(name, **params)}
     rows = []
-    for entry in result["results"]:
-        arch, k = entry["architecture"], entry["k"]
-        tasks = shared_tasks(X_test, y_test, k, settings["n_tasks"], task_rng(seed, 1, k))
+    for row in result.rows:
+        arch, k = row.architecture, row.k
+        tasks = shared_tasks(X_test, y_test, k, settings.n_tasks, task_rng(seed, 1, k))
         factory = architecture_factory(arch, X_test.shape[1:], int(y_test.max()) + 1)
         scores = score_settings([default], modules, factory, tasks, X_test)
-        baseline = np.asarray(entry["losses"][entry["baseline"]]["test_accuracy"])
+        baseline = np.asarray(row.baseline_result.test_accuracy)
         summary = summarize({"default": scores.accuracy[default], "baseline": baseline}, "baseline")
-        rows.append(
-            {"architecture": arch, "k": k, "baseline": entry["baseline"], "summary": summary[0]}
-        )
+        rows.append({"architecture": arch, "k": k, "baseline": row.baseline, "summary": summary[0]})
         print(f"[{arch} k={k}] default {summary[0]['delta'] * 100:+.2f} pt", file=sys.stderr)
     return rows
 

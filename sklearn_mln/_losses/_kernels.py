@@ -251,10 +251,11 @@ class FusedPerClassLoss(torch.autograd.Function):
     ``mean``); one network's logits ``(n, C)`` with ``theta`` ``(1, n_params)`` give
     ``(n,)`` (a scalar with ``mean``), with no batch axis for autograd to add and remove.
     The gradient with respect to the logits is computed alongside the value (the net's
-    input gradient carried forward, then the chain rule through the softmax in closed form), so the backward pass is one multiplication; the one with respect to
-    ``theta``, when it is needed, backpropagates through the net from the kept
-    activations. This replaces autograd's dozens of small nodes per call, the largest
-    cost of a small classifier's step. ``exact`` uses torch's log-softmax (an anchored
+    input gradient carried forward, then the chain rule through the softmax in closed
+    form), so the backward pass is one multiplication; the one with respect to ``theta``,
+    when it is needed, backpropagates through the net from the kept activations. This
+    replaces autograd's dozens of small nodes per call, the largest cost of a small
+    classifier's step. ``exact`` uses torch's log-softmax (an anchored
     net at its start is then cross-entropy bit for bit); otherwise a faster one that can
     differ in the last bit. Differentiating the gradient again (``create_graph=True``)
     goes through ``reference(logits, theta)``, the same loss through plain autograd.

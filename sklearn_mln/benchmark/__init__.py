@@ -1,7 +1,8 @@
 """The small-data benchmark: losses compared on few-shot tasks, each tuned on its own terms.
 
 The protocol is :mod:`sklearn_mln.benchmark._protocol`, the tuning
-:mod:`sklearn_mln.benchmark._tuning`, the statistics and report files
+:mod:`sklearn_mln.benchmark._tuning`, the result as values
+:mod:`sklearn_mln.benchmark._result`, the statistics and report files
 :mod:`sklearn_mln.benchmark._report`; this module is their public face.
 """
 
@@ -14,6 +15,15 @@ from ._protocol import (
     task_rng,
 )
 from ._report import benchmark_markdown, comparison_table, summarize, write_benchmark_report
+from ._result import (
+    BenchmarkResult,
+    BenchmarkRow,
+    BenchmarkSettings,
+    LossResult,
+    PairedSummary,
+    TimeSpent,
+    TuningPoint,
+)
 from ._tuning import Setting, score_settings
 
 #: each classical loss's own hyperparameter and the values the benchmark tunes it over
@@ -21,7 +31,14 @@ CLASSICAL_GRIDS = _protocol.CLASSICAL_GRIDS
 
 __all__ = [
     "CLASSICAL_GRIDS",
+    "BenchmarkResult",
+    "BenchmarkRow",
+    "BenchmarkSettings",
+    "LossResult",
+    "PairedSummary",
     "Setting",
+    "TimeSpent",
+    "TuningPoint",
     "benchmark_markdown",
     "comparison_table",
     "paired_accuracies",

@@ -22,13 +22,14 @@ protocol answers with a paired design:
   share of the batched passes) and, for an evolved loss, its recorded evolution time.
 
 The tuning itself is :mod:`sklearn_mln.benchmark._tuning`; the statistics and report files are
-:mod:`sklearn_mln.benchmark._report`.
+:mod:`sklearn_mln.benchmark._report`; the result's classes :mod:`sklearn_mln.benchmark._result`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,10 +41,15 @@ from .._evolution._inner import TaskBatch, make_task_batch
 from .._evolution._tasks import class_indices, draw_seeds, sample_tasks
 from .._losses._classical import CLASSICAL_LOSSES, ClassicalLoss
 from .._utils._provenance import provenance
-from ._report import (
-    describe_setting,
-    summarize,
-    write_benchmark_report,
+from ._report import describe_setting, summarize, write_benchmark_report
+from ._result import (
+    BenchmarkResult,
+    BenchmarkRow,
+    BenchmarkSettings,
+    LossResult,
+    PairedSummary,
+    TimeSpent,
+    TuningPoint,
 )
 from ._tuning import Setting, param_grid, score_settings, tune
 
@@ -55,6 +61,8 @@ CLASSICAL_GRIDS: dict[str, dict[str, tuple[float, ...]]] = {
     "poly1": {"epsilon": (-1.0, 1.0, 2.0, 4.0)},
     "focal": {"gamma": (0.5, 1.0, 2.0, 3.0)},
 }
+#: how a row's baseline is chosen, recorded with every run
+BASELINE_RULE = "the classical loss with the best tuning (meta-train) score"
 
 
 def task_rng(seed: int, purpose: int, k: int) -> np.random.RandomState:
@@ -107,8 +115,8 @@ def small_data_benchmark(
     random_state: int = 0,
     device: str = "cpu",
     log: Callable[[str], None] | None = None,
-    on_row: Callable[[dict], None] | None = None,
-) -> dict:
+    on_row: Callable[[BenchmarkResult], None] | None = None,
+) -> BenchmarkResult:
     """Compare losses on small-data tasks: tuned on the pool, tested on fresh test tasks.
 
     Parameters
@@ -152,18 +160,48 @@ def small_data_benchmark(
     log : callable, optional
         Receives one progress line per (architecture, k, loss).
     on_row : callable, optional
-        Receives the result so far (same form as the return value) after each
-        (architecture, k) row, so that a long run can save what it has done.
+        Receives the result so far (a :class:`BenchmarkResult`, like the return value)
+        after each (architecture, k) row, so that a long run can save what it has done.
 
     Returns
     -------
-    result : dict
-        JSON-serialisable: ``settings``, ``results`` (one entry per (architecture, k)) and
-        ``provenance`` (commit, versions, command, cores, wall time).
+    result : BenchmarkResult
+        ``settings``, ``rows`` (one per (architecture, k)) and ``provenance`` (commit,
+        versions, command, cores, wall time); ``result.to_dict()`` is JSON-serialisable.
     """
     started = time.perf_counter()
     losses = dict(losses or {})
     _check_inputs(y_pool, y_test, ks, baselines, losses)
+    settings = BenchmarkSettings(
+        architectures={a: ARCHITECTURES[a][0] for a in architectures},
+        baselines=_baseline_grids(baselines),
+        losses={name: repr(loss) for name, loss in losses.items()},
+        ks=[int(k) for k in ks], n_tasks=int(n_tasks), n_tuning_tasks=int(n_tuning_tasks),
+        grid_lr=sorted(float(v) for v in grid_lr), grid_steps=sorted(int(v) for v in grid_steps),
+        max_lr_extensions=int(max_lr_extensions),
+        n_screening_tasks=int(min(n_screening_tasks, n_tuning_tasks)),
+        n_finalists=int(n_finalists), momentum=float(momentum), random_state=int(random_state),
+        n_pool=int(len(y_pool)), n_test=int(len(y_test)), baseline_rule=BASELINE_RULE,
+    )  # fmt: skip
+    # the code that ran is the code at the start: commit and tree recorded then
+    record = provenance(
+        seed=int(random_state), started=started, threads=torch.get_num_threads(), device=device
+    )
+    rows = []
+    for row in _rows(settings, (X_pool, y_pool, X_test, y_test), losses, device):
+        rows.append(row)
+        if log is not None:
+            for name in row.losses:
+                log(_progress_line(row, name))
+        if on_row is not None:
+            on_row(_result_so_far(settings, rows, record, started))
+    return _result_so_far(settings, rows, record, started)
+
+
+def _baseline_grids(
+    baselines: Sequence[str] | Mapping[str, Mapping[str, Sequence[float]]],
+) -> dict[str, dict[str, list[float]]]:
+    """Each baseline's grid of its own hyperparameters: given, or :data:`CLASSICAL_GRIDS`'."""
     grids = {
         name: dict(baselines[name]) if isinstance(baselines, Mapping) else CLASSICAL_GRIDS[name]
         for name in baselines
@@ -174,117 +212,114 @@ def small_data_benchmark(
                 f"The grid of {name!r} must give {sorted(CLASSICAL_GRIDS[name])}, "
                 f"got {sorted(grid)}."
             )
-    baselines = list(grids)
-    families = grids | dict.fromkeys(losses, {})
+    return {
+        name: {key: [float(x) for x in values] for key, values in grid.items()}
+        for name, grid in grids.items()
+    }
+
+
+def _rows(
+    settings: BenchmarkSettings,
+    data: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    losses: dict[str, nn.Module],
+    device: str,
+) -> Iterator[BenchmarkRow]:
+    """Every row of a run, k by k: each loss tuned on pool tasks, then run on test tasks.
+
+    The tuning and test tasks of a k, and the classifiers' initial weights, are shared by
+    every architecture and loss, so that the rows' comparisons are paired.
+    """
+    X_pool, y_pool, X_test, y_test = data
+    families = settings.baselines | dict.fromkeys(losses, {})
     modules = {
         (name, p): ClassicalLoss(name, **dict(p))
-        for name in baselines
-        for p in param_grid(grids[name])
+        for name, grid in settings.baselines.items()
+        for p in param_grid(grid)
     } | {(name, ()): loss for name, loss in losses.items()}
     n_classes = int(max(y_pool.max(), y_test.max())) + 1
-    factories = {a: architecture_factory(a, X_pool.shape[1:], n_classes) for a in architectures}
-    results = []
-    record = provenance(
-        seed=int(random_state), started=started, threads=torch.get_num_threads(), device=device
-    )
-
-    def result() -> dict:
-        return {
-            "settings": {
-                "architectures": {a: ARCHITECTURES[a][0] for a in architectures},
-                "baselines": {
-                    name: {key: [float(x) for x in v] for key, v in grids[name].items()}
-                    for name in baselines
-                },
-                "losses": {name: repr(loss) for name, loss in losses.items()},
-                "ks": [int(k) for k in ks],
-                "n_tasks": int(n_tasks),
-                "n_tuning_tasks": int(n_tuning_tasks),
-                "grid_lr": sorted(float(v) for v in grid_lr),
-                "grid_steps": sorted(int(v) for v in grid_steps),
-                "max_lr_extensions": int(max_lr_extensions),
-                "n_screening_tasks": int(min(n_screening_tasks, n_tuning_tasks)),
-                "n_finalists": int(n_finalists),
-                "momentum": float(momentum),
-                "random_state": int(random_state),
-                "n_pool": int(len(y_pool)),
-                "n_test": int(len(y_test)),
-                "baseline_rule": "the classical loss with the best tuning (meta-train) score",
-            },
-            "results": list(results),
-            # the code that ran is the code at the start: commit and tree recorded then
-            "provenance": {**record, "wall_seconds": round(time.perf_counter() - started, 2)},
-        }
-
-    for k in ks:
-        tuning = shared_tasks(X_pool, y_pool, k, n_tuning_tasks, task_rng(random_state, 0, k))
-        test = shared_tasks(X_test, y_test, k, n_tasks, task_rng(random_state, 1, k))
-        for arch in architectures:
+    factories = {
+        a: architecture_factory(a, X_pool.shape[1:], n_classes) for a in settings.architectures
+    }
+    halving = dict(
+        grid_lr=settings.grid_lr, grid_steps=settings.grid_steps,
+        max_lr_extensions=settings.max_lr_extensions,
+        n_screening_tasks=settings.n_screening_tasks, n_finalists=settings.n_finalists,
+    )  # fmt: skip
+    sgd = dict(momentum=settings.momentum, device=device)
+    seed = settings.random_state
+    for k in settings.ks:
+        tuning = shared_tasks(X_pool, y_pool, k, settings.n_tuning_tasks, task_rng(seed, 0, k))
+        test = shared_tasks(X_test, y_test, k, settings.n_tasks, task_rng(seed, 1, k))
+        for arch, factory in factories.items():
             picks, screening, final = tune(
-                families, modules, factories[arch], tuning, X_pool, grid_lr=grid_lr,
-                grid_steps=grid_steps, max_lr_extensions=max_lr_extensions,
-                n_screening_tasks=n_screening_tasks, n_finalists=n_finalists,
-                momentum=momentum, device=device,
-            )  # fmt: skip
-            chosen = [pick["setting"] for pick in picks.values()]
-            test_scores = score_settings(
-                chosen, modules, factories[arch], test, X_test, momentum=momentum, device=device
+                families, modules, factory, tuning, X_pool, **halving, **sgd
             )
-            entry = _entry(arch, k, picks, (screening, final), test_scores, baselines, losses)
-            results.append(entry)
-            if log is not None:
-                for name in families:
-                    log(_progress_line(arch, k, name, entry["losses"][name]))
-            if on_row is not None:
-                on_row(result())
-    return result()
+            chosen = [pick["setting"] for pick in picks.values()]
+            test_scores = score_settings(chosen, modules, factory, test, X_test, **sgd)
+            yield _row(arch, k, picks, (screening, final), test_scores, losses)
 
 
-def _entry(arch, k, picks, tuning, test_scores, baselines, losses) -> dict:
+def _result_so_far(
+    settings: BenchmarkSettings, rows: list[BenchmarkRow], record: dict, started: float
+) -> BenchmarkResult:
+    wall_seconds = round(time.perf_counter() - started, 2)
+    return BenchmarkResult(settings, list(rows), {**record, "wall_seconds": wall_seconds})
+
+
+def _row(arch, k, picks, tuning, test_scores, losses) -> BenchmarkRow:
+    """The row of one (architecture, k) from :func:`tune`'s picks and scores (``tuning``:
+    screening and final) and the picks' test scores."""
     screening, final = tuning
-    records = {}
+    classical = [name for name in picks if name not in losses]
+    baseline = max(classical, key=lambda n: picks[n]["score"])  # first wins ties
+    tested = {name: test_scores.accuracy[pick["setting"]].tolist() for name, pick in picks.items()}
+    summaries = summarize({n: np.asarray(acc) for n, acc in tested.items()}, baseline)
+    summary_of = {summary["loss"]: PairedSummary(**summary) for summary in summaries}
+    entries = {}
     for name, pick in picks.items():
         setting = pick["setting"]
-        grid = []
-        for s, acc in screening.accuracy.items():
-            if s.loss == name:
-                point = {**s.record(), "screening_score": float(acc.mean())}
-                if s in final.accuracy:
-                    point["score"] = float(final.accuracy[s].mean())
-                    point["n_failed"] = int(final.failed[s].sum())
-                grid.append(point)
         evolution = getattr(losses.get(name), "metadata", {}).get("evolution_seconds")
-        records[name] = {
+        entries[name] = LossResult(
             **setting.record(),
-            "kind": "classical" if name in baselines else "learned",
-            "tuning_score": pick["score"],
-            "at_grid_edge": pick["at_edge"],
-            "lr_grid": pick["lr_grid"],
-            "tuning_grid": grid,
-            "test_accuracy": test_scores.accuracy[setting].tolist(),
-            "test_failed": int(test_scores.failed[setting].sum()),
-            "seconds": {
-                "tuning": pick["seconds"],
-                "test": test_scores.seconds[name],
-                "evolution": evolution,
-            },
-        }
-    baseline = max(baselines, key=lambda n: records[n]["tuning_score"])  # first wins ties
-    accuracies = {n: np.asarray(r["test_accuracy"]) for n, r in records.items()}
-    for row in summarize(accuracies, baseline):
-        records[row["loss"]]["summary"] = row
-    return {"architecture": arch, "k": int(k), "baseline": baseline, "losses": records}
+            kind="learned" if name in losses else "classical",
+            tuning_score=pick["score"],
+            at_grid_edge=pick["at_edge"],
+            lr_grid=pick["lr_grid"],
+            tuning_grid=_tuning_points(name, screening, final),
+            test_accuracy=tested[name],
+            test_failed=int(test_scores.failed[setting].sum()),
+            seconds=TimeSpent(pick["seconds"], test_scores.seconds[name], evolution),
+            summary=summary_of[name],
+        )
+    return BenchmarkRow(arch, int(k), baseline, entries)
 
 
-def _progress_line(arch: str, k: int, name: str, record: dict) -> str:
-    acc = np.asarray(record["test_accuracy"])
-    edge = f" (at grid edge: {', '.join(record['at_grid_edge'])})" if record["at_grid_edge"] else ""
-    seconds = record["seconds"]
+def _tuning_points(name: str, screening, final) -> list[TuningPoint]:
+    """Every setting of loss ``name`` screened, with its score on all tasks if a finalist."""
+    points = []
+    for s, accuracy in screening.accuracy.items():
+        if s.loss == name:
+            finalist = s in final.accuracy
+            points.append(
+                TuningPoint(
+                    **s.record(),
+                    screening_score=float(accuracy.mean()),
+                    score=float(final.accuracy[s].mean()) if finalist else None,
+                    n_failed=int(final.failed[s].sum()) if finalist else None,
+                )
+            )
+    return points
+
+
+def _progress_line(row: BenchmarkRow, name: str) -> str:
+    entry = row.losses[name]
+    acc = np.asarray(entry.test_accuracy)
+    edge = f" (at grid edge: {', '.join(entry.at_grid_edge)})" if entry.at_grid_edge else ""
     return (
-        f"[{arch} k={k}] {name}: {describe_setting(record)}{edge}, "
-        f"tuning {record['tuning_score']:.4f} "
-        f"({seconds['tuning']:.1f} s); test {acc.mean():.4f} over {len(acc)} tasks, "
-        f"{record['test_failed']} failed ({seconds['test']:.1f} s)"
+        f"[{row.architecture} k={row.k}] {name}: {describe_setting(entry)}{edge}, "
+        f"tuning {entry.tuning_score:.4f} "
+        f"({entry.seconds.tuning:.1f} s); test {acc.mean():.4f} over {len(acc)} tasks, "
+        f"{entry.test_failed} failed ({entry.seconds.test:.1f} s)"
     )
 
 
@@ -339,7 +374,7 @@ def run_benchmark(
     log: Callable[[str], None] | None = None,
     command: str | None = None,
     **options,
-) -> dict:
+) -> BenchmarkResult:
     """Load a data set's splits, run :func:`small_data_benchmark`, write its report.
 
     Parameters
@@ -370,6 +405,12 @@ def run_benchmark(
         The command recorded in the provenance (default: this process's command line).
     **options
         Keyword arguments of :func:`small_data_benchmark`.
+
+    Returns
+    -------
+    result : BenchmarkResult
+        As :func:`small_data_benchmark` returns it, with the data set's name and the loss
+        files in its settings and ``command`` in its provenance.
     """
     from .._losses._resolve import resolve_loss
     from ..datasets import load_splits
@@ -389,11 +430,13 @@ def run_benchmark(
     _, y_pool = np.unique(y_pool, return_inverse=True)
     _, y_test = np.unique(y_test, return_inverse=True)
 
-    def completed(result: dict) -> dict:
-        result["settings"]["dataset"] = Path(data).stem if data is not None else dataset
-        result["settings"]["loss_files"] = list(losses)
-        if command is not None:
-            result["provenance"]["command"] = command
+    def completed(result: BenchmarkResult) -> BenchmarkResult:
+        name = Path(data).stem if data is not None else dataset
+        settings = replace(result.settings, dataset=name, loss_files=list(losses))
+        recorded = (
+            result.provenance if command is None else {**result.provenance, "command": command}
+        )
+        result = replace(result, settings=settings, provenance=recorded)
         if output is not None:
             write_benchmark_report(result, output)
         return result
