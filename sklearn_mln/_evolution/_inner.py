@@ -30,7 +30,7 @@ from ._tasks import Task
 PerSampleLoss = Callable[[Tensor, Tensor], Tensor]
 #: activations (floats) a population pass may hold at once; sets pass and chunk sizes.
 #: 32 MiB keeps a large CNN generation's peak memory low without slowing it (larger budgets
-#: were no faster; the peak memory is measured in benchmarks/results/population.md).
+#: were no faster; benchmarks/bench_memory.py measures the peak memory).
 MEMORY_BUDGET_FLOATS = 2**23
 
 
