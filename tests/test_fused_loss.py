@@ -154,3 +154,27 @@ def test_population_path_trains_a_loss_that_needs_a_gradient():
         out = meta_loss_per_sample(leaf, logits, y, spec, fast=fast)
         grads.append(torch.autograd.grad(out.sum(), leaf)[0])
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("hidden_sizes", [(8,), (4, 3)])
+def test_fused_kernel_reusing_its_buffers_matches_autograd_call_after_call(hidden_sizes):
+    # a frozen theta: the kernel then writes its activations into per-thread buffers that
+    # the next call overwrites, so values must not depend on an earlier call
+    spec = MetaLossSpec("per_class", 10, hidden_sizes, "tanh", "probs", "cross_entropy")
+    theta = torch.as_tensor(np.random.RandomState(4).normal(size=(3, spec.n_params)))
+    generator = torch.Generator().manual_seed(5)
+    calls = [(3.0 * torch.randn(3, n, 10, dtype=torch.float64, generator=generator), n)
+             for n in (16, 16, 7)]  # fmt: skip
+    kept = []
+    for logits, n in calls:
+        y = torch.randint(0, 10, (n,), generator=generator)
+        z = logits.clone().requires_grad_(True)
+        out = _fused(theta, z, y, spec, exact=False, mean=True, progress=None, shots=None)
+        (d_fused,) = torch.autograd.grad(out.sum(), [z])
+        kept.append((out, d_fused, logits, y))
+    for out, d_fused, logits, y in kept:  # compared only after every call has run
+        z = logits.clone().requires_grad_(True)
+        plain = meta_loss_per_sample(theta, z, y, spec).mean(-1)
+        (d_plain,) = torch.autograd.grad(plain.sum(), [z])
+        torch.testing.assert_close(out, plain, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(d_fused, d_plain, rtol=1e-10, atol=1e-10)

@@ -12,6 +12,7 @@ They know nothing of a loss's parametrisation beyond :class:`PerClassLayout`, wh
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,9 +31,12 @@ def fast_log_softmax(logits: Tensor) -> Tensor:
     return shifted - shifted.exp().sum(-1, keepdim=True).log()
 
 
-def _tanh_and_slope(x: Tensor) -> tuple[Tensor, Tensor]:
-    a = torch.tanh(x)
-    return a, torch.addcmul(x.new_ones(()), a, a, value=-1.0)
+def _tanh_and_slope(x: Tensor, out: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    if out is None:
+        a = torch.tanh(x)
+        return a, torch.addcmul(x.new_ones(()), a, a, value=-1.0)
+    a = torch.tanh(x, out=out[0])
+    return a, torch.addcmul(x.new_ones(()), a, a, value=-1.0, out=out[1])
 
 
 def _sigmoid_and_slope(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -52,6 +56,33 @@ def _softplus_and_slope(x: Tensor) -> tuple[Tensor, Tensor]:
 def _gelu_and_slope(x: Tensor) -> tuple[Tensor, Tensor]:
     density = torch.exp(-0.5 * x * x) * (2.0 * torch.pi) ** -0.5
     return F.gelu(x), 0.5 * (1.0 + torch.erf(x * 0.5**0.5)) + x * density
+
+
+#: the activations whose pair can be written into given tensors (``out=``)
+_WRITES_INTO = frozenset({"tanh"})
+
+
+class _Workspace(threading.local):
+    """Tensors reused from one call to the next, one set per thread.
+
+    A population's hidden activations are megabytes a call; allocated afresh each step,
+    every such tensor comes from new pages of memory (glibc maps large blocks), and
+    touching those pages costs as much as the arithmetic. Only values that do not outlive
+    the call live here (not the activations kept for the weights' gradient).
+    """
+
+    def __init__(self) -> None:
+        self.tensors: dict[tuple, Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        key = (name, like.dtype, like.device)
+        tensor = self.tensors.get(key)
+        if tensor is None or tensor.shape != shape:
+            tensor = self.tensors[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
+        return tensor
+
+
+_WORKSPACE = _Workspace()
 
 
 #: each activation with its derivative, computed from the same pass
@@ -145,15 +176,26 @@ def _net_and_slope(weights, layout, task, flat_pred, flat_label, need_dz, need_d
     bias = weights.layers[0][1]
     for value, column in zip(task, w_task):
         bias = torch.add(bias, column, alpha=value)
-    h = torch.addcmul(bias, flat_pred, w_pred).addcmul_(flat_label, w_label)
+    reuse = not need_dtheta and layout.activation in _WRITES_INTO
+
+    def buffer(name: str, units: int) -> Tensor:
+        return _WORKSPACE.get(name, (len(flat_pred), units, flat_pred.shape[-1]), flat_pred)
+
+    first_units = weights.layers[0][0].shape[1]
+    h = torch.addcmul(bias, flat_pred, w_pred, out=buffer("h", first_units) if reuse else None)
+    h.addcmul_(flat_label, w_label)
     slope, hidden = w_pred, []
-    for weight, bias in weights.layers[1:]:
-        a, act_slope = act_and_slope(h)
+    for layer, (weight, bias) in enumerate(weights.layers[1:]):
+        units = h.shape[1]
+        out = (buffer(f"a{layer}", units), buffer(f"s{layer}", units)) if reuse else None
+        a, act_slope = act_and_slope(h, out) if reuse else act_and_slope(h)
         if need_dtheta:
             hidden.append((a, act_slope))
         if need_dz:
             slope = torch.bmm(weight, act_slope * slope if need_dtheta else act_slope.mul_(slope))
-        h = torch.baddbmm(bias, weight, a)
+        last = layer == len(weights.layers) - 2  # the output (P, 1, n * C) is returned
+        h_out = buffer(f"h{layer}", weight.shape[1]) if reuse and not last else None
+        h = torch.baddbmm(bias, weight, a, out=h_out)
     if weights.linear:
         coef = torch.addcmul(weights.a0, flat_label, weights.a1)
         h.addcmul_(flat_pred, coef)
