@@ -200,3 +200,19 @@ def test_fixing_the_shots_input_keeps_the_loss_at_that_k(tmp_path, true_class_in
         fixed.shots, told.shots = 1, 1  # the fixed loss ignores what it is told
         torch.testing.assert_close(fixed(logits, y), expected)
         assert not torch.allclose(told(logits, y), expected)
+
+
+def test_the_mixture_script_warm_starts_from_a_loss_file(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks/experiments/mixture_evolution.py"
+    spec = importlib.util.spec_from_file_location("mixture_evolution", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    start = MetaLossNetwork(hidden_sizes=(4,), shots_input=True, random_state=0)
+    start.save(tmp_path / "start.mln")
+    argv = ["--datasets", "digits", "--architectures", "mlp", "--shots", "1", "3",
+            "--generations", "1", "--popsize", "4", "--eval-tasks", "1", "--n-jobs", "1",
+            "--quiet", "--init", str(tmp_path / "start.mln"), "--output", str(tmp_path / "out.mln")]  # fmt: skip
+    assert module.main(argv) == 0
+    evolved = load_meta_loss(tmp_path / "out.mln")
+    assert evolved.spec == start.spec
+    assert evolved.metadata["reevaluation"]["labels"][0] == "start"

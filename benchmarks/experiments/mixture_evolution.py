@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from joblib import Parallel
 
-from sklearn_mln import MetaLossNetwork
+from sklearn_mln import MetaLossNetwork, load_meta_loss
 from sklearn_mln.datasets import load_digits_images, load_fashion_mnist
 from sklearn_mln.toolkit import (
     CMAStrategy,
@@ -203,7 +203,9 @@ def main(argv=None) -> int:
     parser.add_argument("--mlp-lr", type=float, nargs="+",
                         help="the MLP's step size (default 0.03), or one per k of --shots "
                         "(each k's tuned step: only what tuning cannot give counts)")  # fmt: skip
-    parser.add_argument("--init", default="label_smoothing(smoothing=0.9)")
+    parser.add_argument("--init", default="label_smoothing(smoothing=0.9)",
+                        help="a named start, or a .mln file to warm-start from (its "
+                        "architecture replaces the input flags)")  # fmt: skip
     parser.add_argument("--structure", default="per_class", choices=("per_class", "joint"))
     parser.add_argument("--true-class-input", action="store_true")
     parser.add_argument("--progress-input", action="store_true")
@@ -245,7 +247,8 @@ def main(argv=None) -> int:
         progress_input=args.progress_input,
         shots_input=args.shots_input,
     )
-    spec, x0 = start_point(args.init, spec, rng)
+    init = load_meta_loss(args.init) if args.init.endswith(".mln") else args.init
+    spec, x0 = start_point(init, spec, rng)  # a file brings its own architecture
     mixture, names = build_mixture(args, spec, rng)
     if args.measure_noise:
         noise = measure_noise(args, mixture, names, x0, rng)
