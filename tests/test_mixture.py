@@ -211,7 +211,8 @@ def test_the_mixture_script_warm_starts_from_a_loss_file(tmp_path):
     start.save(tmp_path / "start.mln")
     argv = ["--datasets", "digits", "--architectures", "mlp", "--shots", "1", "3",
             "--generations", "1", "--popsize", "4", "--eval-tasks", "1", "--n-jobs", "1",
-            "--quiet", "--init", str(tmp_path / "start.mln"), "--output", str(tmp_path / "out.mln")]  # fmt: skip
+            "--quiet", "--init", str(tmp_path / "start.mln"),
+            "--output", str(tmp_path / "out.mln")]  # fmt: skip
     assert module.main(argv) == 0
     evolved = load_meta_loss(tmp_path / "out.mln")
     assert evolved.spec == start.spec
