@@ -172,7 +172,7 @@ def _net_and_slope(weights, layout, task, flat_pred, flat_label, need_dz, need_d
     the activations (each class's net has one varying input); the linear term
     (a0 + a1 y_c) q_c joins both. With ``need_dtheta`` also every layer's activations."""
     act_and_slope = ACTIVATIONS_AND_SLOPES[layout.activation]
-    w_pred, w_label, *w_task = weights.first_columns
+    w_pred, _, *w_task = weights.first_columns
     bias = weights.layers[0][1]
     for value, column in zip(task, w_task):
         bias = torch.add(bias, column, alpha=value)
@@ -181,9 +181,12 @@ def _net_and_slope(weights, layout, task, flat_pred, flat_label, need_dz, need_d
     def buffer(name: str, units: int) -> Tensor:
         return _WORKSPACE.get(name, (len(flat_pred), units, flat_pred.shape[-1]), flat_pred)
 
-    first_units = weights.layers[0][0].shape[1]
-    h = torch.addcmul(bias, flat_pred, w_pred, out=buffer("h", first_units) if reuse else None)
-    h.addcmul_(flat_label, w_label)
+    first_weight = weights.layers[0][0]
+    # both varying inputs in one product of depth 2: a GEMM writes (P, H, n * C) once,
+    # where broadcasting multiply-adds would read and write it twice, slowly
+    inputs = torch.cat([flat_pred, flat_label.expand_as(flat_pred)], 1)
+    h_out = buffer("h", first_weight.shape[1]) if reuse else None
+    h = torch.baddbmm(bias, first_weight[:, :, :2], inputs, out=h_out)
     slope, hidden = w_pred, []
     for layer, (weight, bias) in enumerate(weights.layers[1:]):
         units = h.shape[1]
