@@ -194,7 +194,9 @@ def _net_and_slope(weights, layout, task, flat_pred, flat_label, need_dz, need_d
         a, act_slope = act_and_slope(h, out) if reuse else act_and_slope(h)
         if need_dtheta:
             hidden.append((a, act_slope))
-        if need_dz:
+        if need_dz and slope.shape[-1] == 1:  # one slope a unit: fold it into the weight
+            slope = torch.bmm(weight * slope.transpose(1, 2), act_slope)
+        elif need_dz:
             slope = torch.bmm(weight, act_slope * slope if need_dtheta else act_slope.mul_(slope))
         last = layer == len(weights.layers) - 2  # the output (P, 1, n * C) is returned
         h_out = buffer(f"h{layer}", weight.shape[1]) if reuse and not last else None
