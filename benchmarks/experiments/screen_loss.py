@@ -30,12 +30,14 @@ from sklearn_mln.toolkit import architecture_factory, provenance, provenance_lin
 ROWS = (("mlp", 1), ("mlp", 10), ("cnn", 10))
 
 
-def _training(path_losses: dict, architecture: str, args) -> tuple[float, int]:
-    """The (lr, steps) the first evolved loss was trained with on ``architecture``."""
+def _training(path_losses: dict, architecture: str, k: int, args) -> tuple[float, int]:
+    """The (lr, steps) the first evolved loss was trained with on ``architecture`` at ``k``
+    (a run may record one step size per k)."""
     for loss in path_losses.values():
         recorded = loss.metadata.get("training", {}).get(architecture)
         if recorded:
-            return float(recorded["lr"]), int(recorded["steps"])
+            lr = recorded["lr"]
+            return float(lr[str(k)] if isinstance(lr, dict) else lr), int(recorded["steps"])
     return (args.cnn_lr, 100) if architecture == "cnn" else (args.mlp_lr, 200)
 
 
@@ -44,6 +46,7 @@ def main(argv=None) -> int:
     parser.add_argument("losses", nargs="+", help="NAME=PATH of each evolved loss")
     parser.add_argument("--start-smoothing", type=float, default=0.9,
                         help="the start: label smoothing with this epsilon")  # fmt: skip
+    parser.add_argument("--start-loss", help="the start as a .mln file (instead of smoothing)")
     parser.add_argument("--tasks", type=int, default=20)
     parser.add_argument("--pool-size", type=int, default=3000)
     parser.add_argument("--mlp-lr", type=float, default=0.03)
@@ -62,9 +65,13 @@ def main(argv=None) -> int:
     X, y = X[rows], y[rows].astype(np.int64)
     results = []
     for architecture, k in ROWS:
-        lr, steps = _training(evolved, architecture, args)
+        lr, steps = _training(evolved, architecture, k, args)
         X_arch = X.reshape(len(X), -1) if architecture == "mlp" else X
-        start = ClassicalLoss("label_smoothing", smoothing=args.start_smoothing)
+        start = (
+            load_meta_loss(args.start_loss)
+            if args.start_loss
+            else ClassicalLoss("label_smoothing", smoothing=args.start_smoothing)
+        )
         losses = {"start": start, **evolved}
         factory = architecture_factory(architecture, X_arch.shape[1:], 10)
         accuracies = paired_accuracies(
