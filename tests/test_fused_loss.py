@@ -178,3 +178,17 @@ def test_fused_kernel_reusing_its_buffers_matches_autograd_call_after_call(hidde
         (d_plain,) = torch.autograd.grad(plain.sum(), [z])
         torch.testing.assert_close(out, plain, rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(d_fused, d_plain, rtol=1e-10, atol=1e-10)
+
+
+def test_the_kernels_kept_buffers_stay_bounded():
+    from sklearn_mln._losses._kernels import _WORKSPACE
+
+    spec = MetaLossSpec("per_class", 10, (16,), "tanh", "probs", "cross_entropy")
+    theta = torch.zeros(1, spec.n_params)
+    big = torch.randn(1, 40_000, 10, requires_grad=True)  # a hidden array of 25 MiB
+    out = _fused(theta, big, torch.zeros(40_000, dtype=torch.long), spec, exact=False,
+                 mean=True, progress=None, shots=None)  # fmt: skip
+    out.backward()
+    kept = sum(t.numel() * t.element_size() for t in _WORKSPACE.tensors.values())
+    assert kept <= 3 * _WORKSPACE.MAX_BYTES
+    assert all(t.numel() < 16 * 40_000 * 10 for t in _WORKSPACE.tensors.values())

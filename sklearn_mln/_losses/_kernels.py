@@ -12,6 +12,7 @@ They know nothing of a loss's parametrisation beyond :class:`PerClassLayout`, wh
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,7 +75,13 @@ class _Workspace(threading.local):
     def __init__(self) -> None:
         self.tensors: dict[tuple, Tensor] = {}
 
+    #: larger tensors are allocated each call: what a thread keeps stays bounded (a few
+    #: of these), however large a batch a classifier trains on
+    MAX_BYTES = 16 * 2**20
+
     def get(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        if math.prod(shape) * like.element_size() > self.MAX_BYTES:
+            return torch.empty(shape, dtype=like.dtype, device=like.device)
         key = (name, like.dtype, like.device)
         tensor = self.tensors.get(key)
         if tensor is None or tensor.shape != shape:
