@@ -179,21 +179,28 @@ def _net_and_slope(weights, layout, task, flat_pred, flat_label, need_dz, need_d
     the activations (each class's net has one varying input); the linear term
     (a0 + a1 y_c) q_c joins both. With ``need_dtheta`` also every layer's activations."""
     act_and_slope = ACTIVATIONS_AND_SLOPES[layout.activation]
-    w_pred, _, *w_task = weights.first_columns
+    w_pred, w_label, *w_task = weights.first_columns
     bias = weights.layers[0][1]
     for value, column in zip(task, w_task):
         bias = torch.add(bias, column, alpha=value)
-    reuse = not need_dtheta and layout.activation in _WRITES_INTO
+    first_units = weights.layers[0][0].shape[1]
+    hidden_bytes = flat_pred.numel() * first_units * flat_pred.element_size()
+    # below glibc's mmap threshold (128 KiB) a fresh tensor comes from the heap's reused
+    # pages, and the buffers' bookkeeping would cost more than it saves
+    reuse = not need_dtheta and layout.activation in _WRITES_INTO and hidden_bytes >= 2**17
 
     def buffer(name: str, units: int) -> Tensor:
         return _WORKSPACE.get(name, (len(flat_pred), units, flat_pred.shape[-1]), flat_pred)
 
     first_weight = weights.layers[0][0]
-    # both varying inputs in one product of depth 2: a GEMM writes (P, H, n * C) once,
-    # where broadcasting multiply-adds would read and write it twice, slowly
-    inputs = torch.cat([flat_pred, flat_label.expand_as(flat_pred)], 1)
     h_out = buffer("h", first_weight.shape[1]) if reuse else None
-    h = torch.baddbmm(bias, first_weight[:, :, :2], inputs, out=h_out)
+    if len(flat_pred) > 1:
+        # a population: both varying inputs in one product of depth 2, a GEMM that writes
+        # (P, H, n * C) once where broadcasting multiply-adds read and write it twice
+        inputs = torch.cat([flat_pred, flat_label.expand_as(flat_pred)], 1)
+        h = torch.baddbmm(bias, first_weight[:, :, :2], inputs, out=h_out)
+    else:  # one network (a criterion): fewer calls count more than passes
+        h = torch.addcmul(bias, flat_pred, w_pred, out=h_out).addcmul_(flat_label, w_label)
     slope, hidden = w_pred, []
     for layer, (weight, bias) in enumerate(weights.layers[1:]):
         units = h.shape[1]
