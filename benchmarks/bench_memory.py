@@ -26,7 +26,7 @@ import torch
 
 from sklearn_mln import MLNEvolver
 from sklearn_mln.datasets import load_fashion_mnist
-from sklearn_mln.toolkit import atomic_write_bytes, provenance, provenance_lines
+from sklearn_mln.toolkit import provenance, provenance_lines, write_result_files
 
 RESULTS = Path(__file__).parent / "results" / "memory"
 SEED = 0
@@ -149,8 +149,7 @@ def main(argv=None) -> int:
     print("\n" + table)
     name = "memory-quick" if args.quick else "memory"
     output = Path(args.output) if args.output else RESULTS / name
-    atomic_write_bytes(output.with_suffix(".json"), json.dumps(result, indent=2).encode())
-    atomic_write_bytes(output.with_suffix(".md"), (table + "\n").encode())
+    write_result_files(output, result, table)
     return 0
 
 

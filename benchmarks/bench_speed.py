@@ -29,7 +29,6 @@ their own loop. Times are medians of interleaved repeats.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
@@ -44,7 +43,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from sklearn_mln import MLP, MetaLossNetwork, MLNEvolver, load_pretrained
 from sklearn_mln.datasets import load_digits_images, load_fashion_mnist
 from sklearn_mln.toolkit import (
-    atomic_write_bytes,
     class_indices,
     draw_seeds,
     make_task_batch,
@@ -53,6 +51,7 @@ from sklearn_mln.toolkit import (
     provenance_lines,
     resolve_module_factory,
     sample_tasks,
+    write_result_files,
 )
 
 RESULTS = Path(__file__).parent / "results" / "evolution_speed"
@@ -412,8 +411,7 @@ def main(argv=None) -> int:
     print("\n" + table)
     name = "speed-" + ("-".join(args.problems) or "criterion") + ("-quick" if args.quick else "")
     output = Path(args.output) if args.output else RESULTS / name
-    atomic_write_bytes(output.with_suffix(".json"), json.dumps(result, indent=2).encode())
-    atomic_write_bytes(output.with_suffix(".md"), (table + "\n").encode())
+    write_result_files(output, result, table)
     return 0
 
 

@@ -24,7 +24,8 @@ Evolution
     :func:`start_point`, :func:`evolve`, :class:`CMAStrategy`; a run's state on disk:
     :func:`fingerprint`, :func:`save_checkpoint`, :func:`load_checkpoint`.
 Results
-    :func:`provenance`, :func:`provenance_lines`, :func:`atomic_write_bytes`.
+    :func:`provenance`, :func:`provenance_lines`, :func:`atomic_write_bytes`,
+    :func:`write_result_files`.
 """
 
 from ._classifier import _estimator, _nets
@@ -37,7 +38,7 @@ from ._evolution._state import EvolutionState, MixtureProblem, Problem, evolve, 
 from ._evolution._strategy import CMAStrategy
 from ._evolution._tasks import class_indices, draw_seeds, sample_tasks
 from ._losses._meta_loss import MetaLossSpec, examples_per_class, meta_loss_per_sample
-from ._utils._archive import atomic_write_bytes
+from ._utils._archive import atomic_write_bytes, write_result_files
 from ._utils._provenance import provenance, provenance_lines
 
 #: ``MLNClassifier()``'s training per kind of input: ``(loss, lr, epochs)``
@@ -74,4 +75,5 @@ __all__ = [
     "score_reference",
     "single_threaded_blas",
     "start_point",
+    "write_result_files",
 ]

@@ -343,3 +343,13 @@ def test_long_run_keeps_memory_flat(cfg, tmp_path, pool, monkeypatch):
     after_5, after_50 = rss[4], rss[49]
     print(f"RSS after generation 5: {after_5:.1f} MiB, after generation 50: {after_50:.1f} MiB")
     assert after_50 <= 1.10 * after_5
+
+
+def test_result_files_hold_the_numbers_and_the_table(tmp_path):
+    from sklearn_mln.toolkit import write_result_files
+
+    result = {"rows": [{"x": 1.5}], "provenance": {"seed": 0}}
+    write_result_files(tmp_path / "sub" / "speed", result, "| x |\n|---|\n| 1.5 |")
+    assert json.loads((tmp_path / "sub" / "speed.json").read_text()) == result
+    assert (tmp_path / "sub" / "speed.md").read_text() == "| x |\n|---|\n| 1.5 |\n"
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["speed.json", "speed.md"]

@@ -163,8 +163,10 @@ def test_fused_kernel_reusing_its_buffers_matches_autograd_call_after_call(hidde
     spec = MetaLossSpec("per_class", 10, hidden_sizes, "tanh", "probs", "cross_entropy")
     theta = torch.as_tensor(np.random.RandomState(4).normal(size=(3, spec.n_params)))
     generator = torch.Generator().manual_seed(5)
-    calls = [(3.0 * torch.randn(3, n, 10, dtype=torch.float64, generator=generator), n)
-             for n in (400, 400, 300)]  # fmt: skip: hidden arrays large enough to be kept
+    calls = [
+        (3.0 * torch.randn(3, n, 10, dtype=torch.float64, generator=generator), n)
+        for n in (400, 400, 300)
+    ]  # fmt: skip: hidden arrays large enough to be kept
     kept = []
     for logits, n in calls:
         y = torch.randint(0, 10, (n,), generator=generator)

@@ -17,7 +17,6 @@ per-class 2-16-1 on probabilities, random weights):
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import warnings
@@ -28,10 +27,10 @@ import torch
 
 from sklearn_mln.toolkit import (
     MetaLossSpec,
-    atomic_write_bytes,
     meta_loss_per_sample,
     provenance,
     provenance_lines,
+    write_result_files,
 )
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "compiled_kernel"
@@ -120,8 +119,7 @@ def main(argv=None) -> int:
     result["provenance"] = {**record, "wall_seconds": round(time.perf_counter() - started, 2)}
     table = markdown(result)
     print(table)
-    atomic_write_bytes(RESULTS / "compiled_kernel.json", json.dumps(result, indent=1).encode())
-    atomic_write_bytes(RESULTS / "compiled_kernel.md", (table + "\n").encode())
+    write_result_files(RESULTS / "compiled_kernel", result, table)
     return 0
 
 

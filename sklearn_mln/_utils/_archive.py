@@ -48,6 +48,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def write_result_files(stem, result: dict, table: str) -> None:
+    """A benchmark's result as ``stem.json`` (the numbers) and ``stem.md`` (its table),
+    each written atomically."""
+    stem = Path(stem)
+    atomic_write_bytes(stem.with_suffix(".json"), json.dumps(result, indent=2).encode())
+    atomic_write_bytes(stem.with_suffix(".md"), (table + "\n").encode())
+
+
 def write_archive(path, header: dict, arrays: dict[str, np.ndarray]) -> None:
     """Save ``arrays`` and the JSON ``header`` to ``path``, atomically."""
     buffer = io.BytesIO()
