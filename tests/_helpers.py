@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import subprocess
@@ -30,6 +31,19 @@ TINY_EVOLVE_ARGV = (
     "--inner-steps", "10", "--n-reeval-tasks", "2", "--hidden-sizes", "4",
     "--eval-tasks", "3", "--n-jobs", "1", "--pool-size", "300", "--quiet",
 )  # fmt: skip
+
+
+#: the repository's root, where ``benchmarks/`` lives
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def load_script(relative_path: str):
+    """A script of ``benchmarks/`` imported as a module (its ``main`` not run)."""
+    path = REPOSITORY / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def generations_in(checkpoint: Path) -> int:

@@ -1,12 +1,11 @@
 """MixtureProblem: several problems scored as one (a loss evolved for many settings)."""
 
-import importlib.util
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _helpers import load_script
 
 from sklearn_mln import MetaLossNetwork, load_meta_loss
 from sklearn_mln._classifier._nets import default_module_factory
@@ -111,10 +110,7 @@ def test_evolution_on_a_mixture_finds_the_compromise_of_its_components():
 
 
 def test_the_mixture_script_saves_a_loss_with_its_components_and_provenance(tmp_path, capsys):
-    script = Path(__file__).resolve().parents[1] / "benchmarks/experiments/mixture_evolution.py"
-    spec = importlib.util.spec_from_file_location("mixture_evolution", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("benchmarks/experiments/mixture_evolution.py")
     output = tmp_path / "mixture.mln"
     argv = ["--datasets", "digits", "--architectures", "mlp", "--shots", "1", "3",
             "--generations", "2", "--popsize", "4", "--eval-tasks", "1", "--n-jobs", "1",
@@ -132,10 +128,7 @@ def test_the_mixture_script_saves_a_loss_with_its_components_and_provenance(tmp_
 
 
 def test_the_mixture_script_resumes_from_its_checkpoint_to_the_same_result(tmp_path):
-    script = Path(__file__).resolve().parents[1] / "benchmarks/experiments/mixture_evolution.py"
-    spec = importlib.util.spec_from_file_location("mixture_evolution", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("benchmarks/experiments/mixture_evolution.py")
     argv = ["--datasets", "digits", "--architectures", "mlp", "--shots", "1", "3",
             "--popsize", "4", "--eval-tasks", "1", "--n-jobs", "1", "--quiet",
             "--shots-input"]  # fmt: skip
@@ -155,10 +148,7 @@ def test_the_mixture_script_resumes_from_its_checkpoint_to_the_same_result(tmp_p
 
 
 def test_the_mixture_script_trains_each_k_at_its_own_step_size(tmp_path):
-    script = Path(__file__).resolve().parents[1] / "benchmarks/experiments/mixture_evolution.py"
-    spec = importlib.util.spec_from_file_location("mixture_evolution", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("benchmarks/experiments/mixture_evolution.py")
     args = module.argparse.Namespace(
         datasets=["digits"], architectures=["mlp"], shots=[1, 3], cnn_shots=None,
         mlp_lr=[0.01, 0.1], cnn_lr=None, pool_size=300, validation_size=0.5, tasks=1,
@@ -173,10 +163,7 @@ def test_the_mixture_script_trains_each_k_at_its_own_step_size(tmp_path):
 
 @pytest.mark.parametrize("true_class_input", [False, True])
 def test_fixing_the_shots_input_keeps_the_loss_at_that_k(tmp_path, true_class_input):
-    script = Path(__file__).resolve().parents[1] / "benchmarks/experiments/fix_shots.py"
-    spec = importlib.util.spec_from_file_location("fix_shots", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("benchmarks/experiments/fix_shots.py")
     told = MetaLossNetwork(
         hidden_sizes=(5, 3), progress_input=True, shots_input=True,
         true_class_input=true_class_input, anchor=None, random_state=0,
@@ -203,10 +190,7 @@ def test_fixing_the_shots_input_keeps_the_loss_at_that_k(tmp_path, true_class_in
 
 
 def test_the_mixture_script_warm_starts_from_a_loss_file(tmp_path):
-    script = Path(__file__).resolve().parents[1] / "benchmarks/experiments/mixture_evolution.py"
-    spec = importlib.util.spec_from_file_location("mixture_evolution", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("benchmarks/experiments/mixture_evolution.py")
     start = MetaLossNetwork(hidden_sizes=(4,), shots_input=True, random_state=0)
     start.save(tmp_path / "start.mln")
     argv = ["--datasets", "digits", "--architectures", "mlp", "--shots", "1", "3",

@@ -1,10 +1,10 @@
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _helpers import REPOSITORY, load_script
 
 from sklearn_mln import MetaLossNetwork, MLNClassifier, load_pretrained
 from sklearn_mln._utils._provenance import REQUIRED_KEYS
@@ -51,7 +51,7 @@ def test_unknown_pretrained_name():
 
 
 # --------------------------------------------------------------------------- reproduction
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPOSITORY
 REPORT = ROOT / "benchmarks" / "results" / "evolution" / "fashion-mnist-reproduction.json"
 #: sklearn_mln.pretrained's tolerances for the re-evaluated fitness: on the machine that
 #: made the file, and on any machine (float kernels differ between processors)
@@ -63,11 +63,7 @@ SECOND_MACHINE = " on AMD EPYC, AVX2, no AVX-512"
 
 
 def _regenerate_script():
-    path = ROOT / "benchmarks" / "tools" / "regenerate_pretrained.py"
-    spec = importlib.util.spec_from_file_location("regenerate_pretrained", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/tools/regenerate_pretrained.py")
 
 
 def test_reproduction_report_is_about_the_shipped_weights():
