@@ -32,10 +32,7 @@ def fast_log_softmax(logits: Tensor) -> Tensor:
     return shifted - shifted.exp().sum(-1, keepdim=True).log()
 
 
-def _tanh_and_slope(x: Tensor, out: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
-    if out is None:
-        a = torch.tanh(x)
-        return a, torch.addcmul(x.new_ones(()), a, a, value=-1.0)
+def _tanh_and_slope(x: Tensor, out=(None, None)) -> tuple[Tensor, Tensor]:
     a = torch.tanh(x, out=out[0])
     return a, torch.addcmul(x.new_ones(()), a, a, value=-1.0, out=out[1])
 
@@ -72,12 +69,12 @@ class _Workspace(threading.local):
     the call live here (not the activations kept for the weights' gradient).
     """
 
-    def __init__(self) -> None:
-        self.tensors: dict[tuple, Tensor] = {}
-
     #: larger tensors are allocated each call: what a thread keeps stays bounded (a few
     #: of these), however large a batch a classifier trains on
     MAX_BYTES = 16 * 2**20
+
+    def __init__(self) -> None:
+        self.tensors: dict[tuple, Tensor] = {}
 
     def get(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
         if math.prod(shape) * like.element_size() > self.MAX_BYTES:
@@ -183,8 +180,8 @@ def _net_and_slope(weights, layout, task, flat_pred, flat_label, need_dz, need_d
     bias = weights.layers[0][1]
     for value, column in zip(task, w_task):
         bias = torch.add(bias, column, alpha=value)
-    first_units = weights.layers[0][0].shape[1]
-    hidden_bytes = flat_pred.numel() * first_units * flat_pred.element_size()
+    first_weight = weights.layers[0][0]
+    hidden_bytes = flat_pred.numel() * first_weight.shape[1] * flat_pred.element_size()
     # below glibc's mmap threshold (128 KiB) a fresh tensor comes from the heap's reused
     # pages, and the buffers' bookkeeping would cost more than it saves
     reuse = not need_dtheta and layout.activation in _WRITES_INTO and hidden_bytes >= 2**17
@@ -192,7 +189,6 @@ def _net_and_slope(weights, layout, task, flat_pred, flat_label, need_dz, need_d
     def buffer(name: str, units: int) -> Tensor:
         return _WORKSPACE.get(name, (len(flat_pred), units, flat_pred.shape[-1]), flat_pred)
 
-    first_weight = weights.layers[0][0]
     h_out = buffer("h", first_weight.shape[1]) if reuse else None
     if len(flat_pred) > 1:
         # a population: both varying inputs in one product of depth 2, a GEMM that writes
