@@ -284,7 +284,8 @@ def _lean_shipped_loss(loss: MetaLossNetwork):
     """The shipped loss's value and logit gradient in the fewest eager ops we found (its
     architecture only: per-class, anchored, log-probabilities, one tanh layer)."""
     spec = loss.spec
-    assert spec.hidden_sizes == (8,) and spec.activation == "tanh" and spec.inputs == "log_probs"
+    assert (spec.hidden_sizes, spec.activation, spec.inputs) == ((8,), "tanh", "log_probs")
+    assert spec.anchor == "cross_entropy" and spec.layer_shapes() == [(8, 2), (1, 8)]
     theta = torch.as_tensor(loss.get_flat_params(), dtype=torch.float32)
     a0, a1 = theta[0].reshape(1, 1), theta[1].reshape(1, 1)
     w1 = theta[2:18].reshape(8, 2)

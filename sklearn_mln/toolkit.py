@@ -16,9 +16,9 @@ Classifier nets
     :func:`resolve_module_factory`, :data:`ARCHITECTURES`.
 Losses
     :class:`MetaLossSpec` (a meta-loss's architecture), :data:`AUTO_TRAINING`
-    (``MLNClassifier()``'s default settings), :func:`examples_per_class` (what a
-    shots-input loss is told), :func:`meta_loss_per_sample` (a population of losses
-    through plain autograd).
+    (``MLNClassifier()``'s default settings), :func:`examples_per_class` and
+    :func:`shots_feature` (what a shots-input loss is told, and the input it sees),
+    :func:`meta_loss_per_sample` (a population of losses through plain autograd).
 Evolution
     :class:`Problem`, :class:`MixtureProblem`, :class:`EvolutionState`,
     :func:`start_point`, :func:`evolve`, :class:`CMAStrategy`; a run's state on disk:
@@ -37,7 +37,12 @@ from ._evolution._parallel import evaluate_population, single_threaded_blas
 from ._evolution._state import EvolutionState, MixtureProblem, Problem, evolve, start_point
 from ._evolution._strategy import CMAStrategy
 from ._evolution._tasks import class_indices, draw_seeds, sample_tasks
-from ._losses._meta_loss import MetaLossSpec, examples_per_class, meta_loss_per_sample
+from ._losses._meta_loss import (
+    MetaLossSpec,
+    examples_per_class,
+    meta_loss_per_sample,
+    shots_feature,
+)
 from ._utils._archive import atomic_write_bytes, write_result_files
 from ._utils._provenance import provenance, provenance_lines
 
@@ -73,6 +78,7 @@ __all__ = [
     "sample_tasks",
     "save_checkpoint",
     "score_reference",
+    "shots_feature",
     "single_threaded_blas",
     "start_point",
     "write_result_files",

@@ -21,10 +21,7 @@ import time
 import numpy as np
 
 from sklearn_mln import MetaLossNetwork, load_meta_loss
-from sklearn_mln.toolkit import provenance
-
-#: theta's leading linear term (a0, a1) before the first layer's weight
-_N_LINEAR = 2
+from sklearn_mln.toolkit import provenance, shots_feature
 
 
 def fixed_shots(loss: MetaLossNetwork, shots: float) -> MetaLossNetwork:
@@ -32,13 +29,16 @@ def fixed_shots(loss: MetaLossNetwork, shots: float) -> MetaLossNetwork:
     spec = loss.spec
     if not spec.shots_input:
         raise ValueError("the loss has no shots input to fix")
-    (out_f, in_f), *_ = spec.layer_shapes()
+    shapes = spec.layer_shapes()
+    (out_f, in_f) = shapes[0]
     theta = loss.get_flat_params()
-    first = theta[_N_LINEAR : _N_LINEAR + out_f * in_f].reshape(out_f, in_f)
-    bias = theta[_N_LINEAR + out_f * in_f : _N_LINEAR + out_f * in_f + out_f]
-    folded_bias = bias + first[:, -1] * (float(shots) ** -0.5)  # the shots column is last
-    rest = theta[_N_LINEAR + out_f * in_f + out_f :]
-    new_theta = np.concatenate([theta[:_N_LINEAR], first[:, :-1].ravel(), folded_bias, rest])
+    # theta: the linear term (a0, a1), then each layer's weight and bias
+    linear = spec.n_params - sum(o * i + o for o, i in shapes)
+    first = theta[linear : linear + out_f * in_f].reshape(out_f, in_f)
+    bias = theta[linear + out_f * in_f : linear + out_f * in_f + out_f]
+    folded_bias = bias + first[:, -1] * shots_feature(shots)  # the shots column is last
+    rest = theta[linear + out_f * in_f + out_f :]
+    new_theta = np.concatenate([theta[:linear], first[:, :-1].ravel(), folded_bias, rest])
     ablated = MetaLossNetwork.from_spec(dataclasses.replace(spec, shots_input=False), new_theta)
     ablated.progress = loss.progress
     return ablated

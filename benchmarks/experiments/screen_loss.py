@@ -63,15 +63,15 @@ def main(argv=None) -> int:
     X, y = load_fashion_mnist("train", return_X_y=True)
     rows = np.random.RandomState(args.seed).permutation(len(y))[: args.pool_size]
     X, y = X[rows], y[rows].astype(np.int64)
+    start = (
+        load_meta_loss(args.start_loss)
+        if args.start_loss
+        else ClassicalLoss("label_smoothing", smoothing=args.start_smoothing)
+    )
     results = []
     for architecture, k in ROWS:
         lr, steps = _training(evolved, architecture, k, args)
         X_arch = X.reshape(len(X), -1) if architecture == "mlp" else X
-        start = (
-            load_meta_loss(args.start_loss)
-            if args.start_loss
-            else ClassicalLoss("label_smoothing", smoothing=args.start_smoothing)
-        )
         losses = {"start": start, **evolved}
         factory = architecture_factory(architecture, X_arch.shape[1:], 10)
         accuracies = paired_accuracies(
