@@ -70,6 +70,27 @@ def test_fitness_is_the_mean_over_components_and_a_failure_anywhere_scores_zero(
     np.testing.assert_allclose(per_component[:, :3].mean(axis=0), fitness[:3])
 
 
+def test_capped_gain_over_a_reference_stops_one_setting_paying_for_another():
+    # A is best at two components and poor at the third; B gains a little at two and
+    # loses a little at one: the plain mean prefers A, the capped gain prefers B
+    components = (_problem(0, [1.0, 0.0]), _problem(10, [1.0, 0.0]), _problem(20, [0.0, 0.0]))
+    reference, a, b = [0.0, 0.0], [1.0, 0.0], [0.2, 0.0]
+    thetas = np.array([a, b, reference, [3.0, 0.0]])
+    plain = MixtureProblem(components)
+    batches = plain.generation_tasks(3)
+    plain_fitness, _ = plain.fitness(thetas[:3], batches)
+    assert plain_fitness[0] > plain_fitness[1] > plain_fitness[2]
+
+    components = (*components[:2], _problem(20, [0.0, 0.0], fail_beyond=2.5))
+    capped = MixtureProblem(components, reference=tuple(reference), gain_cap=0.1)
+    fitness, failed = capped.fitness(thetas, batches)
+    scores = capped.component_fitness(thetas, batches)[0]
+    expected = np.minimum(scores[:, :3] - scores[:, [2]], 0.1).mean(axis=0)
+    np.testing.assert_allclose(fitness[:3], expected)
+    assert fitness[1] > fitness[2] == 0.0 > fitness[0]
+    assert fitness[3] == -1.0 and failed.tolist() == [False, False, False, True]
+
+
 def test_each_component_draws_its_own_tasks_reproducibly():
     mixture = MixtureProblem((_problem(0, [0, 0], n_shots=1), _problem(0, [0, 0], n_shots=3)))
     first, second = mixture.generation_tasks(5)
@@ -125,6 +146,21 @@ def test_the_mixture_script_saves_a_loss_with_its_components_and_provenance(tmp_
     assert metadata["reevaluated_fitness"] >= metadata["reevaluation"]["fitness"][0]  # start
     assert {"commit", "versions", "command", "seed"} <= set(metadata)
     assert "digits/mlp/k=3" in capsys.readouterr().out
+
+
+def test_the_mixture_script_scores_capped_gains_over_its_start(tmp_path):
+    module = load_script("benchmarks/experiments/mixture_evolution.py")
+    output = tmp_path / "capped.mln"
+    argv = ["--datasets", "digits", "--architectures", "mlp", "mlp-deep", "--shots", "1",
+            "--generations", "2", "--popsize", "4", "--eval-tasks", "1", "--n-jobs", "1",
+            "--quiet", "--gain-cap", "0.5", "--output", str(output)]  # fmt: skip
+    assert module.main(argv) == 0
+    metadata = load_meta_loss(output).metadata
+    assert metadata["components"] == ["digits/mlp/k=1", "digits/mlp-deep/k=1"]
+    fitness = metadata["reevaluation"]["fitness"]
+    assert fitness[0] == 0.0 and metadata["reevaluated_fitness"] == max(fitness)
+    gains = [v["evolved"] - v["start"] for v in metadata["component_fitness"].values()]
+    assert np.mean(np.minimum(gains, 0.005)) == pytest.approx(metadata["reevaluated_fitness"])
 
 
 def test_the_mixture_script_resumes_from_its_checkpoint_to_the_same_result(tmp_path):

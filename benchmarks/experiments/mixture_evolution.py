@@ -26,6 +26,7 @@ import json
 import math
 import sys
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -147,6 +148,8 @@ def _saved_run(args) -> tuple[str | None, EvolutionState | None]:
     if args.checkpoint_path is None:
         return None, None
     settings = {k: v for k, v in vars(args).items() if k not in EXECUTION_OPTIONS}
+    if settings.get("gain_cap") is None:
+        settings.pop("gain_cap", None)  # runs from before the option keep their fingerprint
     empty = np.zeros(0)
     run_id = fingerprint(empty, empty, empty, settings)
     saved = load_checkpoint(args.checkpoint_path, run_id)
@@ -232,6 +235,11 @@ def main(argv=None) -> int:
     parser.add_argument("--generations", type=int, default=50)
     parser.add_argument("--max-time", type=float, default=None, help="seconds")
     parser.add_argument("--sigma0", type=float, default=0.05)
+    parser.add_argument("--gain-cap", type=float, metavar="PT",
+                        help="fitness: the mean over components of the gain over the start "
+                        "on the same tasks, each component's gain capped at PT points, so "
+                        "no setting's loss is bought with another's gain (default: the mean "
+                        "accuracy)")  # fmt: skip
     parser.add_argument("--eval-tasks", type=int, default=8, help="per component")
     parser.add_argument("--pool-size", type=int, default=6000)
     parser.add_argument("--validation-size", type=float, default=0.5)
@@ -267,6 +275,8 @@ def main(argv=None) -> int:
     init = load_meta_loss(args.init) if args.init.endswith(".mln") else args.init
     spec, x0 = start_point(init, spec, rng)  # a file brings its own architecture
     mixture, names = build_mixture(args, spec, rng)
+    if args.gain_cap is not None:
+        mixture = replace(mixture, reference=tuple(map(float, x0)), gain_cap=args.gain_cap / 100)
     if args.measure_noise:
         noise = measure_noise(args, mixture, names, x0, rng)
         noise.update(settings=vars(args), **provenance(seed=args.seed, started=started))
@@ -296,7 +306,9 @@ def main(argv=None) -> int:
         per_component, failed = mixture.component_fitness(
             candidates, mixture.reevaluation_tasks(), parallel
         )
-    scores, _ = mixture.combine(per_component, failed)
+    # the shortlist's first candidate is the start, the reference of --gain-cap
+    reference = per_component[:, 0] if mixture.reference is not None else None
+    scores, _ = mixture.combine(per_component, failed, reference_scores=reference)
     best = int(np.argmax(scores))
     net = MetaLossNetwork.from_spec(spec, candidates[best])
     net.metadata = {

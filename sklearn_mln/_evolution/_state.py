@@ -184,9 +184,19 @@ class MixtureProblem:
     classifier and SGD settings, every candidate sees the same tasks of every component in a
     generation (common random numbers), and a candidate that fails on any task of any
     component scores 0, as within one problem. Components share the meta-loss architecture.
+
+    With a ``reference`` (flat parameters, usually the start), the fitness is instead the
+    mean over components of a candidate's *gain* over the reference, scored on the same
+    tasks in the same generation, each component's gain capped at ``gain_cap``: a
+    candidate cannot buy a loss at one setting with a larger gain at another, which a plain
+    mean rewards (gains at k = 1 from a step size that suits the loss better are large, and
+    the benchmark's tuning of the step size takes them away). A failed candidate's gain
+    is -1, below any accuracy difference.
     """
 
     components: tuple[Problem, ...]
+    reference: tuple[float, ...] | None = None
+    gain_cap: float = float("inf")
 
     def __post_init__(self) -> None:
         if not self.components:
@@ -213,8 +223,13 @@ class MixtureProblem:
         batches: tuple[TaskBatch, ...],
         parallel: Parallel | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Mean over the components of each candidate's fitness (0 if it failed anywhere)."""
-        return self.combine(*self.component_fitness(thetas, batches, parallel))
+        """Mean over the components of each candidate's fitness (0 if it failed anywhere),
+        or of its capped gain over ``reference`` (-1 if it failed)."""
+        if self.reference is None:
+            return self.combine(*self.component_fitness(thetas, batches, parallel))
+        with_reference = np.vstack([thetas, np.asarray(self.reference)[None]])
+        scores, failed = self.component_fitness(with_reference, batches, parallel)
+        return self.combine(scores[:, :-1], failed[:-1], reference_scores=scores[:, -1])
 
     def component_fitness(
         self,
@@ -229,10 +244,16 @@ class MixtureProblem:
         )
         return np.stack(scores), np.any(failures, axis=0)
 
-    @staticmethod
-    def combine(scores: np.ndarray, failed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The mixture's fitness from :meth:`component_fitness`'s output."""
-        return np.where(failed, 0.0, scores.mean(axis=0)), failed
+    def combine(
+        self, scores: np.ndarray, failed: np.ndarray, reference_scores: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The mixture's fitness from :meth:`component_fitness`'s output; with
+        ``reference_scores`` (each component's score of the reference on the same tasks),
+        the mean capped gain over it."""
+        if reference_scores is None:
+            return np.where(failed, 0.0, scores.mean(axis=0)), failed
+        gains = np.minimum(scores - np.asarray(reference_scores)[:, None], self.gain_cap)
+        return np.where(failed, -1.0, gains.mean(axis=0)), failed
 
 
 @dataclass(frozen=True)
