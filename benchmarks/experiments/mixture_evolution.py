@@ -14,6 +14,12 @@ per-component fitness of the start and of the result, history and provenance.
     python benchmarks/experiments/mixture_evolution.py --datasets digits --architectures mlp \\
         --shots 1 5 --generations 2 --popsize 4 --output smoke.mln   # a smoke run
 
+``--gain-cap PT`` scores a candidate by its gain over the start on the same tasks, each
+component's gain capped at PT points, rather than by its mean accuracy: large gains at one
+setting (often a step size that suits the loss better, which the benchmark's tuning gives
+every loss) can then no longer pay for losses at another. ``mlp-deep``, an MLP with hidden
+layers (32, 32), exists only here, so that a loss cannot fit one MLP's depth.
+
 With ``--checkpoint-path`` every generation's state is saved (atomically); the same command
 run again continues from it to the same result, so a long run can span several working
 stretches (``--max-time`` ends a stretch, a larger ``--generations`` extends a run).
