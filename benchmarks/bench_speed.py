@@ -19,7 +19,8 @@ with a FLOP estimate beside each row (matrix products and convolutions, counted 
 ``torch.utils.flop_counter.FlopCounterMode`` on one classifier's step and scoring; the
 elementwise work is not counted). A second table times one classifier's training alone
 (100 samples, 100 steps) with each criterion: what a user pays for dropping the loss into
-their own loop. Times are medians of interleaved repeats.
+their own loop, including the compiled kernel (``set_config(native_kernels=True)``, where
+numba is installed). Times are medians of interleaved repeats.
 
     python benchmarks/bench_speed.py --problems mlp-digits             # ~2 min
     python benchmarks/bench_speed.py --problems cnn-fashion-mnist --repeats 2   # ~6 min
@@ -32,6 +33,7 @@ import argparse
 import sys
 import time
 import warnings
+from importlib.util import find_spec
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from sklearn_mln import MLP, MetaLossNetwork, MLNEvolver, load_pretrained
+from sklearn_mln import MLP, MetaLossNetwork, MLNEvolver, load_pretrained, set_config
 from sklearn_mln.datasets import load_digits_images, load_fashion_mnist
 from sklearn_mln.toolkit import (
     class_indices,
@@ -248,6 +250,17 @@ def bench_criterion(repeats: int, quick: bool) -> dict:
             "fashion-mnist"
         ).requires_grad_(),
     }
+    native = {}  # the compiled kernel (set_config(native_kernels=True)), where numba is
+    if find_spec("numba") is not None:
+        native = {
+            'load_pretrained("fashion-mnist"), native_kernels=True': load_pretrained(
+                "fashion-mnist"
+            ),
+            "MetaLossNetwork(inputs='probs', hidden_sizes=(16,)) frozen, native_kernels=True": (
+                frozen
+            ),
+        }
+        criteria.update(native)
     if not quick:  # what eager PyTorch and a compiler make of the same loss
         shipped = load_pretrained("fashion-mnist")
         lean, scripted = _lean_shipped_loss(shipped)
@@ -260,12 +273,14 @@ def bench_criterion(repeats: int, quick: bool) -> dict:
     times: dict[str, list[float]] = {k: [] for k in criteria}
     for _ in range(repeats * n_loops):
         for key, criterion in criteria.items():
+            set_config(native_kernels=key in native)
             with torch.random.fork_rng():
                 torch.manual_seed(SEED)
                 module = factory()
             start = time.perf_counter()
             train_and_score(module, criterion, X, y, X[:1], y[:1], params)
             times[key].append(time.perf_counter() - start)
+    set_config(native_kernels=False)
     ce = float(np.median(times["cross-entropy"]))
     return {
         "settings": {"samples": 100, "module": "MLP(64, 10, (32,))", **params},

@@ -12,6 +12,7 @@ from ._evolution._evolver import MLNEvolver
 from ._losses._classical import ClassicalLoss
 from ._losses._meta_loss import MetaLossNetwork, load_meta_loss
 from ._model_selection._cv import MLNClassifierCV
+from ._utils._config import config_context, get_config, set_config
 from ._version import __version__
 from .pretrained import load_pretrained
 
@@ -23,7 +24,10 @@ __all__ = [
     "MLNEvolver",
     "MetaLossNetwork",
     "SmallCNN",
+    "config_context",
+    "get_config",
     "load_meta_loss",
     "load_pretrained",
+    "set_config",
     "__version__",
 ]

@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import _native
+
 
 def fast_log_softmax(logits: Tensor) -> Tensor:
     """``F.log_softmax(logits, -1)``, several times faster for a few classes on CPU.
@@ -324,6 +326,9 @@ class FusedPerClassLoss(torch.autograd.Function):
         ctx.layout, ctx.task, ctx.mean, ctx.reference = layout, task, mean, reference
         ctx.save_for_backward(logits, theta)
         single = logits.ndim == 2  # one network's (n, C): no batch axis on either side
+        if single and mean and _native.applies(layout, logits, need_dtheta):
+            loss, ctx.d_logits = _native.mean_loss_and_gradient(logits, y, theta, layout, task)
+            return loss
         with torch.no_grad():
             batch = logits.unsqueeze(0) if single else logits
             loss = _loss_forward(

@@ -18,7 +18,7 @@ from pathlib import Path
 from .._version import __version__
 
 #: the distributions whose versions a result records
-RECORDED_PACKAGES = ("torch", "numpy", "scikit-learn", "skorch", "cma", "joblib", "scipy")
+RECORDED_PACKAGES = ("torch", "numpy", "scikit-learn", "skorch", "cma", "joblib", "scipy", "numba")
 #: keys every provenance record has (a test checks committed results files for them)
 REQUIRED_KEYS = ("commit", "dirty", "versions", "command", "cores", "date")
 #: where generated results live: changes there do not make the code tree dirty
