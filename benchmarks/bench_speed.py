@@ -13,7 +13,8 @@ same 10-shot tasks, then scored on the same validation images), timed as
   loop, MetaLossNetwork    -- the same loop with the library's loss as a plain criterion,
                               as constructed (its weights trainable, not optimised)
   MLNEvolver.fit           -- ``MLNEvolver(n_jobs=1).fit``'s marginal generation:
-                              (fit of 4 generations - fit of 1) / 3
+                              (fit of 4 generations - fit of 1) / 3; also with
+                              ``set_config(native_kernels=True)`` where numba is installed
 
 with a FLOP estimate beside each row (matrix products and convolutions, counted by
 ``torch.utils.flop_counter.FlopCounterMode`` on one classifier's step and scoring; the
@@ -42,7 +43,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from sklearn_mln import MLP, MetaLossNetwork, MLNEvolver, load_pretrained, set_config
+from sklearn_mln import (
+    MLP,
+    MetaLossNetwork,
+    MLNEvolver,
+    config_context,
+    load_pretrained,
+    set_config,
+)
 from sklearn_mln.datasets import load_digits_images, load_fashion_mnist
 from sklearn_mln.toolkit import (
     class_indices,
@@ -164,8 +172,10 @@ def flops_per_evaluation(criterion, batch, X_val, factory, params) -> float:
     return float(step * params["inner_steps"] + counter.get_total_flops())
 
 
-def fit(X, y, params, n_generations: int):
-    return MLNEvolver(**params, n_generations=n_generations, n_jobs=1, random_state=SEED).fit(X, y)
+def fit(X, y, params, n_generations: int, native: bool = False):
+    evolver = MLNEvolver(**params, n_generations=n_generations, n_jobs=1, random_state=SEED)
+    with config_context(native_kernels=native):
+        return evolver.fit(X, y)
 
 
 def bench_problem(name: str, repeats: int, quick: bool) -> dict:
@@ -173,7 +183,10 @@ def bench_problem(name: str, repeats: int, quick: bool) -> dict:
     batch, X_val, thetas, factory = same_work(X, y, params)
     n_evals = len(thetas) * batch.n_tasks
     criteria = make_criteria(thetas)
+    native = find_spec("numba") is not None  # the compiled kernel's row, where numba is
     fit(X, y, params, 1)  # warm-up: imports, first allocations
+    if native:
+        fit(X, y, params, 1, native=True)  # and compilation
     for crits in criteria.values():
         plain_loop(crits[:1], batch, X_val, factory, params)
     times: dict[str, list[float]] = {}
@@ -193,17 +206,25 @@ def bench_problem(name: str, repeats: int, quick: bool) -> dict:
             )
         record("fit 1", lambda: fit(X, y, params, 1))
         record("fit 4", lambda: fit(X, y, params, 4))
+        if native:
+            record("fit 1, native", lambda: fit(X, y, params, 1, native=True))
+            record("fit 4, native", lambda: fit(X, y, params, 4, native=True))
 
     def median(key):
         return float(np.median(times[key]))
 
     seconds = {key: median(key) for key in criteria}
     seconds["MLNEvolver.fit, n_jobs=1"] = (median("fit 4") - median("fit 1")) / 3
+    if native:
+        key = "MLNEvolver.fit, n_jobs=1, native_kernels=True"
+        seconds[key] = (median("fit 4, native") - median("fit 1, native")) / 3
     flops = {
         key: flops_per_evaluation(c[0], batch, X_val, factory, params)
         for key, c in criteria.items()
     }
-    flops["MLNEvolver.fit, n_jobs=1"] = flops["loop, MetaLossNetwork"]
+    for key in seconds:
+        if key.startswith("MLNEvolver.fit"):
+            flops[key] = flops["loop, MetaLossNetwork"]
     hand = seconds["loop, hand-written MLN"]
     rows = {
         key: {

@@ -9,9 +9,17 @@ import torch
 import torch.nn.functional as F
 
 import sklearn_mln
-from sklearn_mln import MetaLossNetwork, MLNClassifier, config_context, load_pretrained
+from sklearn_mln import MetaLossNetwork, MLNClassifier, MLNEvolver, config_context, load_pretrained
 from sklearn_mln._losses import _native
-from sklearn_mln._losses._meta_loss import _layout
+from sklearn_mln._losses._meta_loss import _layout, meta_loss_per_sample
+from sklearn_mln.toolkit import (
+    InnerConfig,
+    class_indices,
+    draw_seeds,
+    make_task_batch,
+    resolve_module_factory,
+    sample_tasks,
+)
 
 pytest.importorskip("numba")
 
@@ -152,3 +160,77 @@ def test_cross_entropy_start_is_cross_entropy_on_the_native_path():
     expected = F.cross_entropy(z, y)
     torch.testing.assert_close(value, expected.detach(), rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(gradient, torch.autograd.grad(expected, z)[0])
+
+
+@pytest.mark.parametrize("shared_labels", [True, False], ids=["y (n,)", "y (P, n)"])
+def test_native_kernel_agrees_with_torch_path_on_a_population(shared_labels):
+    """The inner loop's form: one network per member, per-sample losses (no mean)."""
+    spec = MetaLossNetwork(inputs="probs", hidden_sizes=(16,), shots_input=True).spec
+    generator = torch.Generator().manual_seed(3)
+    start = _loss({"inputs": "probs", "hidden_sizes": (16,), "shots_input": True})
+    noise = 0.05 * torch.randn(6, start.n_params, generator=generator, dtype=torch.float64)
+    theta = torch.as_tensor(start.get_flat_params()) + noise
+    logits = 3 * torch.randn(6, 40, 10, generator=generator)
+    y = torch.randint(0, 10, (40,) if shared_labels else (6, 40), generator=generator)
+    weights = torch.rand(6, 40, generator=generator)  # a different weight for every loss
+    results = []
+    for native in (False, True):
+        z = logits.clone().requires_grad_()
+        with config_context(native_kernels=native):
+            losses = meta_loss_per_sample(theta, z, y, spec, fast=True, shots=5)
+            (gradient,) = torch.autograd.grad((losses * weights).sum(), z)
+        results.append((losses.detach(), gradient))
+    (losses, gradient), (native_losses, native_gradient) = results
+    assert losses.shape == native_losses.shape == (6, 40) and losses.max() > 0
+    torch.testing.assert_close(native_losses, losses, rtol=2e-5, atol=1e-6)
+    torch.testing.assert_close(native_gradient, gradient, rtol=2e-5, atol=1e-6)
+
+
+def test_evolution_with_native_kernels_is_the_same_for_n_jobs_1_and_2(digits_flat, monkeypatch):
+    """Each worker compiles its own kernel: the result does not depend on n_jobs."""
+    X, y = digits_flat
+    calls = []
+    loss_forward = _native.loss_forward
+    monkeypatch.setattr(_native, "loss_forward", lambda *a: calls.append(1) or loss_forward(*a))
+    settings = dict(n_shots=5, n_tasks=2, popsize=4, n_generations=3, inner_steps=20)
+    with config_context(native_kernels=True):
+        thetas = [
+            MLNEvolver(**settings, random_state=5, n_jobs=n_jobs)
+            .fit(X[:300], y[:300])
+            .meta_loss_.get_flat_params()
+            for n_jobs in (1, 2)
+        ]
+    assert calls  # the population path ran on the kernel (in this process, for n_jobs=1)
+    np.testing.assert_array_equal(thetas[1], thetas[0])
+
+
+def test_workers_evaluate_under_the_callers_settings(digits_flat, monkeypatch):
+    """A worker process does not share the caller's settings: they travel with the task."""
+    from sklearn_mln._evolution import _parallel
+
+    seen = []
+
+    def record(*args):
+        seen.append(args[-1])
+        return np.zeros((1, 1)), np.zeros((1, 1), dtype=bool)
+
+    monkeypatch.setattr(_parallel, "evaluate_chunk", record)
+    with config_context(native_kernels=True):
+        _parallel.evaluate_population(np.zeros((1, 35)), None, None, None, None, n_jobs=1)
+    assert seen == [{"native_kernels": True}]
+    monkeypatch.undo()
+
+    calls = []
+    loss_forward = _native.loss_forward
+    monkeypatch.setattr(_native, "loss_forward", lambda *a: calls.append(1) or loss_forward(*a))
+    X, y = digits_flat
+    rng = np.random.RandomState(0)
+    tasks = sample_tasks(class_indices(y[:200], 10), 2, 3, None, rng)
+    batch = make_task_batch(tasks, draw_seeds(rng, 2), X[:200], y[:200], y[200:300])
+    config = InnerConfig(resolve_module_factory(None, X.shape[1:], 10), steps=5)
+    spec = MetaLossNetwork().spec
+    thetas = np.tile(MetaLossNetwork(random_state=0).get_flat_params(), (2, 1))
+    for settings in ({"native_kernels": False}, {"native_kernels": True}):
+        _parallel.evaluate_chunk(thetas, spec, config, batch, X[200:300], True, settings)
+        assert bool(calls) == settings["native_kernels"]  # the kernel ran where asked
+    assert sklearn_mln.get_config()["native_kernels"] is False  # and the caller's is kept

@@ -32,6 +32,7 @@ from joblib import Parallel, delayed, effective_n_jobs, parallel_config
 from joblib.parallel import get_active_backend
 
 from .._losses._meta_loss import MetaLossNetwork, MetaLossSpec
+from .._utils._config import config_context, get_config
 from .._utils._threads import EVALUATION_THREADS, torch_threads
 from ._inner import (
     InnerConfig,
@@ -97,10 +98,18 @@ def evaluate_chunk(
     batch: TaskBatch,
     X_val: np.ndarray,
     vectorized: bool,
+    settings: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Accuracy ``(len(thetas), n_tasks)`` and failure flags of candidate parameter vectors,
-    at :data:`EVALUATION_THREADS` torch threads (the process's setting restored after)."""
-    with torch_threads(EVALUATION_THREADS), torch.random.fork_rng(devices=[]):
+    at :data:`EVALUATION_THREADS` torch threads (the process's setting restored after),
+    under the caller's package ``settings`` (:func:`~sklearn_mln.set_config`: a worker
+    process does not share them)."""
+    settings = get_config() if settings is None else settings
+    with (
+        torch_threads(EVALUATION_THREADS),
+        torch.random.fork_rng(devices=[]),
+        config_context(**settings),
+    ):
         if vectorized:
             # the template, initial weights and memory probe serve every pass
             prepared = prepare_tasks(config, batch)
@@ -144,7 +153,8 @@ def evaluate_population(
     chunks = np.array_split(np.arange(len(thetas)), n_workers)
     parallel = parallel if parallel is not None else Parallel(n_jobs=n_workers)
     results = parallel(
-        delayed(evaluate_chunk)(thetas[c], spec, config, batch, X_val, vectorized) for c in chunks
+        delayed(evaluate_chunk)(thetas[c], spec, config, batch, X_val, vectorized, get_config())
+        for c in chunks
     )
     accuracy = np.concatenate([r[0] for r in results])
     failed = np.concatenate([r[1] for r in results])

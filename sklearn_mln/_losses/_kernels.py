@@ -326,12 +326,10 @@ class FusedPerClassLoss(torch.autograd.Function):
         ctx.layout, ctx.task, ctx.mean, ctx.reference = layout, task, mean, reference
         ctx.save_for_backward(logits, theta)
         single = logits.ndim == 2  # one network's (n, C): no batch axis on either side
-        if single and mean and _native.applies(layout, logits, need_dtheta):
-            loss, ctx.d_logits = _native.mean_loss_and_gradient(logits, y, theta, layout, task)
-            return loss
+        native = _native.applies(layout, logits, need_dtheta)
         with torch.no_grad():
             batch = logits.unsqueeze(0) if single else logits
-            loss = _loss_forward(
+            loss = (_native.loss_forward if native else _loss_forward)(
                 ctx, batch, theta, y, layout, task, exact, mean, need_dz, need_dtheta
             )
         if single and need_dz:

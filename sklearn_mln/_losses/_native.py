@@ -1,13 +1,16 @@
-"""A compiled kernel (numba) for one per-class meta-loss used as a criterion.
+"""A compiled kernel (numba) for per-class meta-losses: value and logit gradient in one call.
 
-In a training loop the criterion's cost is the number of torch calls, not arithmetic: a
-per-class loss of 100 samples x 10 classes is some thirty calls of a few microseconds
-each, which makes a small classifier's step 2-3x as slow as with cross-entropy. This
-kernel computes the mean loss and its gradient with respect to the logits in one call,
-reading each element once. It serves :class:`~sklearn_mln._losses._kernels.FusedPerClassLoss`
-where :func:`applies` (one network, on CPU, weights without gradient, one hidden layer)
-and :func:`~sklearn_mln.set_config` turns it on; numba is imported and the kernel
-compiled on first use.
+A per-class loss of 100 samples x 10 classes is some thirty torch calls of a few
+microseconds each, so in a training loop the loss costs calls, not arithmetic: it makes a
+small classifier's step 2-3x as slow as with cross-entropy. This kernel computes every
+sample's loss and its gradient with respect to the logits in one call, for one network
+(a criterion) or a population (one network per member, the inner loop of evolution),
+reading each element a few times instead of dozens. :func:`loss_forward` has the
+contract of :func:`~sklearn_mln._losses._kernels._loss_forward`, which
+:class:`~sklearn_mln._losses._kernels.FusedPerClassLoss` calls instead where
+:func:`applies`: turned on by :func:`~sklearn_mln.set_config`, on CPU, float32 or float64,
+weights without gradient, one hidden layer of tanh, sigmoid or relu. numba is imported and
+each kernel compiled on first use.
 
 float32 uses a rational tanh (Eigen's, accurate to a few units in the last place) that
 the compiler vectorises; float64 uses the math library's.
@@ -34,8 +37,7 @@ def applies(layout, logits: Tensor, need_dtheta: bool) -> bool:
     return (
         _config._CONFIG["native_kernels"]
         and not need_dtheta
-        and logits.ndim == 2
-        and logits.shape[0] > 0
+        and logits.numel() > 0
         and logits.device.type == "cpu"
         and logits.dtype in _DTYPES
         and len(layout.layer_shapes) == 2
@@ -43,39 +45,45 @@ def applies(layout, logits: Tensor, need_dtheta: bool) -> bool:
     )
 
 
-def mean_loss_and_gradient(logits: Tensor, y: Tensor, theta: Tensor, layout, task):
-    """``(mean loss, d mean loss / d logits)`` of one network; ``theta`` ``(1, n_params)``."""
+def loss_forward(ctx, logits, theta, y, layout, task, exact, mean, need_dz, need_dtheta):
+    """Per-sample losses ``(P, n)`` (their means ``(P,)`` with ``mean``) of ``P`` networks,
+    with d loss / d logits on ``ctx.d_logits`` (scaled by ``1 / n`` with ``mean``).
+
+    The signature of :func:`~sklearn_mln._losses._kernels._loss_forward`; ``exact`` is
+    not kept (values agree to float tolerance), ``need_dtheta`` is never set here."""
     z = logits.detach().contiguous().numpy()
+    n_pop, n, _ = z.shape
     weights = _prepared_weights(theta, layout, task, z.dtype)
-    grad = np.empty_like(z)
-    total = _kernel(z.dtype, layout.activation)(
-        z, y.contiguous().numpy(), *weights, _INPUT_CODES[layout.inputs], layout.anchored, grad
-    )
-    value = torch.from_numpy(np.array(total / len(z), dtype=z.dtype))
-    return value, torch.from_numpy(grad)
+    labels = np.ascontiguousarray(np.broadcast_to(y.numpy(), (n_pop, n)))
+    losses, means, grad = np.empty((n_pop, n), z.dtype), np.empty(n_pop, z.dtype), np.empty_like(z)
+    scale = 1.0 / n if mean else 1.0
+    codes = (_INPUT_CODES[layout.inputs], layout.anchored, scale)
+    _kernel(z.dtype, layout.activation)(z, labels, *weights, *codes, losses, means, grad)
+    ctx.d_logits = torch.from_numpy(grad)
+    return torch.from_numpy(means if mean else losses)
 
 
-#: (theta's values, task, dtype) -> the kernel's weight arrays; a few losses are in use
+#: (theta's values, task, dtype) -> the kernel's weight arrays: a criterion's loss is the
+#: same every step, a population's for every step of a generation
 _PREPARED: dict[tuple, tuple] = {}
 
 
 def _prepared_weights(theta: Tensor, layout, task, dtype) -> tuple:
-    flat = theta.detach().numpy().reshape(-1)  # on CPU: the logits are (applies)
-    key = (flat.tobytes(), task, dtype.char)
+    flat = theta.detach().numpy()  # (P, n_params), on CPU: the logits are (applies)
+    key = (flat.tobytes(), flat.shape, task, dtype.char)
     hit = _PREPARED.get(key)
     if hit is not None:
         return hit
     (hidden, n_inputs), _ = layout.layer_shapes
-    a0, a1 = flat[0], flat[1]
-    w1 = flat[2 : 2 + hidden * n_inputs].reshape(hidden, n_inputs)
+    w1 = flat[:, 2 : 2 + hidden * n_inputs].reshape(-1, hidden, n_inputs)
     pos = 2 + hidden * n_inputs
-    b1 = flat[pos : pos + hidden] + sum(v * w1[:, 2 + j] for j, v in enumerate(task))
-    w2, b2 = flat[pos + hidden : pos + 2 * hidden], flat[pos + 2 * hidden]
-    arrays = [np.ascontiguousarray(a, dtype=dtype) for a in (w1[:, 0], w1[:, 1], b1, w2)]
-    scalars = [np.dtype(dtype).type(s) for s in (b2, a0, a1)]
+    b1 = flat[:, pos : pos + hidden] + sum(v * w1[:, :, 2 + j] for j, v in enumerate(task))
+    w2 = flat[:, pos + hidden : pos + 2 * hidden]
+    pieces = (w1[:, :, 0], w1[:, :, 1], b1, w2, flat[:, pos + 2 * hidden], flat[:, 0], flat[:, 1])
+    prepared = tuple(np.ascontiguousarray(a, dtype=dtype) for a in pieces)
     if len(_PREPARED) >= 16:
         _PREPARED.pop(next(iter(_PREPARED)))
-    _PREPARED[key] = prepared = (*arrays, *scalars)
+    _PREPARED[key] = prepared
     return prepared
 
 
@@ -134,12 +142,17 @@ def _make_loss(jit, activation_and_slope, real):
         jit(_make_backward(real)),
     )
 
-    def loss_and_gradient(z, y, w_pred, w_label, b1, w2, b2, a0, a1, inputs, anchored, grad):
-        """Sum over samples of the loss; ``grad`` gets d (mean loss) / d z."""
-        log_p, probs, label = softmax(z, y)
-        pred = log_p if inputs == 0 else probs if inputs == 1 else z.copy().reshape(z.size)
-        out, slope = net(pred, label, w_pred, w_label, b1, w2, b2, a0, a1)
-        return backward(out, slope, log_p, probs, y, inputs, anchored, grad)
+    def loss_and_gradient(
+        z, y, w_pred, w_label, b1, w2, b2, a0, a1, inputs, anchored, scale, losses, means, grad
+    ):
+        """Member p's losses into ``losses[p]`` and their mean into ``means[p]``, ``scale`` x
+        their logit gradient into ``grad[p]``; the weights are one row (or value) a member."""
+        for p in range(z.shape[0]):
+            log_p, probs, label = softmax(z[p], y[p])
+            pred = log_p if inputs == 0 else probs if inputs == 1 else z[p].copy().reshape(-1)
+            out, slope = net(pred, label, w_pred[p], w_label[p], b1[p], w2[p], b2[p], a0[p], a1[p])
+            backward(out, slope, log_p, probs, y[p], inputs, anchored, scale, losses[p], grad[p])
+            means[p] = losses[p].sum() / z.shape[1]
 
     return loss_and_gradient
 
@@ -194,10 +207,10 @@ def _make_net(activation_and_slope):
 def _make_backward(real):
     one, zero, softplus_threshold = real(1.0), real(0.0), real(20.0)
 
-    def backward(out, slope, log_p, probs, y, inputs, anchored, grad):
-        """Sum of the per-sample losses; d (mean loss) / d z into ``grad``."""
+    def backward(out, slope, log_p, probs, y, inputs, anchored, scale, losses, grad):
+        """Each sample's loss into ``losses``; ``scale`` x d loss / d z into ``grad``."""
         n, n_classes = grad.shape
-        loss_sum, scale = 0.0, one / real(n)
+        scale = real(scale)
         for i in range(n):
             row = i * n_classes
             g = zero
@@ -210,7 +223,7 @@ def _make_backward(real):
                 loss, d_g = g, scale
             else:
                 loss, d_g = math.log1p(math.exp(g)), scale / (one + math.exp(-g))
-            loss_sum += loss
+            losses[i] = loss
             d_sum = zero
             for c in range(n_classes):  # d loss / d log p_c, through the input transform
                 d = slope[row + c] * d_g
@@ -225,6 +238,5 @@ def _make_backward(real):
             for c in range(n_classes):  # through the softmax
                 d = grad[i, c] - probs[row + c] * d_sum
                 grad[i, c] = d + slope[row + c] * d_g if inputs == 2 else d
-        return loss_sum
 
     return backward
