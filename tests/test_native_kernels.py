@@ -116,6 +116,16 @@ def test_native_kernel_gives_nan_for_nan_logits_like_the_torch_path():
         assert torch.isfinite(gradient[0]).all()
 
 
+def test_native_kernel_rejects_labels_outside_the_classes():
+    net = load_pretrained("fashion-mnist")
+    logits = torch.randn(4, 10)
+    for bad in (10, -1):
+        with config_context(native_kernels=True), pytest.raises(IndexError, match="label"):
+            net(logits, torch.tensor([0, 1, bad, 3]))
+    with pytest.raises(RuntimeError, match="out of bounds"):  # the torch path
+        net(logits, torch.tensor([0, 1, 10, 3]))
+
+
 def test_classifier_trains_the_same_with_native_kernels():
     rng = np.random.RandomState(0)
     X = rng.standard_normal((60, 6)).astype(np.float32)

@@ -178,6 +178,8 @@ def _make_softmax(real):
             for c in range(n_classes):
                 log_p[i * n_classes + c] = z[i, c] - top - log_total
                 probs[i * n_classes + c] /= total
+            if y[i] < 0 or y[i] >= n_classes:  # no bounds checks here: memory, not an error
+                raise IndexError("a label is outside [0, number of classes)")
             label[i * n_classes + y[i]] = one
         return log_p, probs, label
 
