@@ -7,7 +7,7 @@ import pytest
 import torch
 from _helpers import load_script
 
-from sklearn_mln import MetaLossNetwork, load_meta_loss
+from sklearn_mln import MetaLossNetwork, get_config, load_meta_loss
 from sklearn_mln._classifier._nets import default_module_factory
 from sklearn_mln._evolution._inner import InnerConfig
 from sklearn_mln._evolution._state import EvolutionState, MixtureProblem, Problem, evolve
@@ -161,6 +161,24 @@ def test_the_mixture_script_scores_capped_gains_over_its_start(tmp_path):
     assert fitness[0] == 0.0 and metadata["reevaluated_fitness"] == max(fitness)
     gains = [v["evolved"] - v["start"] for v in metadata["component_fitness"].values()]
     assert np.mean(np.minimum(gains, 0.005)) == pytest.approx(metadata["reevaluated_fitness"])
+
+
+def test_the_mixture_script_evolves_through_the_compiled_kernel_when_asked(tmp_path, monkeypatch):
+    pytest.importorskip("numba")
+    from sklearn_mln._losses import _native
+
+    calls = []
+    loss_forward = _native.loss_forward
+    monkeypatch.setattr(_native, "loss_forward", lambda *a: calls.append(1) or loss_forward(*a))
+    module = load_script("benchmarks/experiments/mixture_evolution.py")
+    output = tmp_path / "native.mln"
+    argv = ["--datasets", "digits", "--architectures", "mlp", "--shots", "3",
+            "--generations", "2", "--popsize", "4", "--eval-tasks", "1", "--n-jobs", "1",
+            "--quiet", "--output", str(output)]  # fmt: skip
+    assert module.main(argv) == 0 and not calls
+    assert module.main([*argv, "--native-kernels"]) == 0 and calls
+    assert load_meta_loss(output).metadata["settings"]["native_kernels"] is True
+    assert get_config()["native_kernels"] is False  # the caller's setting is restored
 
 
 def test_the_mixture_script_resumes_from_its_checkpoint_to_the_same_result(tmp_path):

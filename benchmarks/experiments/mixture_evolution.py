@@ -20,6 +20,10 @@ setting (often a step size that suits the loss better, which the benchmark's tun
 every loss) can then no longer pay for losses at another. ``mlp-deep``, an MLP with hidden
 layers (32, 32), exists only here, so that a loss cannot fit one MLP's depth.
 
+``--native-kernels`` trains through the compiled kernel (``set_config(native_kernels=True)``,
+numba): the MLP components run faster, and the floats differ from the torch path's in the
+last bits (a run resumes only with the same choice: it is part of the fingerprint).
+
 With ``--checkpoint-path`` every generation's state is saved (atomically); the same command
 run again continues from it to the same result, so a long run can span several working
 stretches (``--max-time`` ends a stretch, a larger ``--generations`` extends a run).
@@ -40,7 +44,7 @@ import numpy as np
 import torch
 from joblib import Parallel
 
-from sklearn_mln import MLP, MetaLossNetwork, load_meta_loss
+from sklearn_mln import MLP, MetaLossNetwork, config_context, load_meta_loss
 from sklearn_mln.datasets import load_digits_images, load_fashion_mnist
 from sklearn_mln.toolkit import (
     CMAStrategy,
@@ -152,8 +156,9 @@ def _saved_run(args) -> tuple[str | None, EvolutionState | None]:
     if args.checkpoint_path is None:
         return None, None
     settings = {k: v for k, v in vars(args).items() if k not in EXECUTION_OPTIONS}
-    if settings.get("gain_cap") is None:
-        settings.pop("gain_cap", None)  # runs from before the option keep their fingerprint
+    for option in ("gain_cap", "native_kernels"):  # runs from before an option keep their
+        if not settings.get(option):  # fingerprint
+            settings.pop(option, None)
     empty = np.zeros(0)
     run_id = fingerprint(empty, empty, empty, settings)
     saved = load_checkpoint(args.checkpoint_path, run_id)
@@ -244,6 +249,10 @@ def main(argv=None) -> int:
                         "on the same tasks, each component's gain capped at PT points, so "
                         "no setting's loss is bought with another's gain (default: the mean "
                         "accuracy)")  # fmt: skip
+    parser.add_argument("--native-kernels", action="store_true",
+                        help="the loss through the compiled kernel (set_config(native_kernels="
+                        "True); needs numba): faster MLP components, results that differ from "
+                        "the torch path's in the last bits")  # fmt: skip
     parser.add_argument("--eval-tasks", type=int, default=8, help="per component")
     parser.add_argument("--pool-size", type=int, default=6000)
     parser.add_argument("--validation-size", type=float, default=0.5)
@@ -264,6 +273,12 @@ def main(argv=None) -> int:
     if args.mlp_lr is not None and len(args.mlp_lr) == 1:
         args.mlp_lr = args.mlp_lr[0]  # one value keeps the fingerprint of older runs
 
+    with config_context(native_kernels=args.native_kernels):
+        return run(args)
+
+
+def run(args) -> int:
+    """Evolve (or measure the noise) as ``args`` say; the loss and its file."""
     started = time.perf_counter()
     run_id, saved = _saved_run(args)
     rng = np.random.RandomState(args.seed)
