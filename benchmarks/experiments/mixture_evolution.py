@@ -156,9 +156,11 @@ def _saved_run(args) -> tuple[str | None, EvolutionState | None]:
     if args.checkpoint_path is None:
         return None, None
     settings = {k: v for k, v in vars(args).items() if k not in EXECUTION_OPTIONS}
-    for option in ("gain_cap", "native_kernels"):  # runs from before an option keep their
-        if not settings.get(option):  # fingerprint
-            settings.pop(option, None)
+    # runs from before an option keep their fingerprint
+    if settings.get("gain_cap") is None:
+        settings.pop("gain_cap", None)
+    if settings.get("native_kernels") is False:
+        settings.pop("native_kernels")
     empty = np.zeros(0)
     run_id = fingerprint(empty, empty, empty, settings)
     saved = load_checkpoint(args.checkpoint_path, run_id)

@@ -74,12 +74,10 @@ def _prepared_weights(theta: Tensor, layout, task, dtype) -> tuple:
     hit = _PREPARED.get(key)
     if hit is not None:
         return hit
-    (hidden, n_inputs), _ = layout.layer_shapes
-    w1 = flat[:, 2 : 2 + hidden * n_inputs].reshape(-1, hidden, n_inputs)
-    pos = 2 + hidden * n_inputs
-    b1 = flat[:, pos : pos + hidden] + sum(v * w1[:, :, 2 + j] for j, v in enumerate(task))
-    w2 = flat[:, pos + hidden : pos + 2 * hidden]
-    pieces = (w1[:, :, 0], w1[:, :, 1], b1, w2, flat[:, pos + 2 * hidden], flat[:, 0], flat[:, 1])
+    linear, w1, b1, w2, b2 = np.split(flat, np.cumsum(layout.split_sizes)[:-1], axis=1)
+    w1 = w1.reshape(len(flat), *layout.layer_shapes[0])  # columns: q_c, y_c, *task
+    b1 = b1 + sum(value * w1[:, :, 2 + j] for j, value in enumerate(task))  # constant inputs
+    pieces = (w1[:, :, 0], w1[:, :, 1], b1, w2, b2[:, 0], linear[:, 0], linear[:, 1])
     prepared = tuple(np.ascontiguousarray(a, dtype=dtype) for a in pieces)
     if len(_PREPARED) >= 16:
         _PREPARED.pop(next(iter(_PREPARED)))

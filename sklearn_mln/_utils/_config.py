@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.util import find_spec
 
-_ENVIRONMENT = {"native_kernels": "SKLEARN_MLN_NATIVE_KERNELS"}
-_CONFIG = {"native_kernels": os.environ.get(_ENVIRONMENT["native_kernels"], "0") == "1"}
+_CONFIG = {"native_kernels": os.environ.get("SKLEARN_MLN_NATIVE_KERNELS", "0") == "1"}
 
 
 def get_config() -> dict:
@@ -35,14 +34,15 @@ def set_config(native_kernels: bool | None = None) -> None:
     Parameters
     ----------
     native_kernels : bool, optional
-        Compute a single :class:`~sklearn_mln.MetaLossNetwork`'s value and logit gradient
-        with a compiled kernel (numba; ``pip install "sklearn-mln[fast]"``) where it
-        applies: on CPU, float32 or float64 logits, a per-class network with one hidden
-        layer (tanh, sigmoid or relu) whose weights need no gradient -- a pretrained or
-        evolved loss used as a criterion. Elsewhere the torch path runs as before.
+        Compute a :class:`~sklearn_mln.MetaLossNetwork`'s value and logit gradient with a
+        compiled kernel (numba; ``pip install "sklearn-mln[fast]"``) where it applies: on
+        CPU, float32 or float64 logits, a per-class network with one hidden layer (tanh,
+        sigmoid or relu) whose weights need no gradient -- a pretrained or evolved loss
+        used as a criterion, and the candidates in :class:`~sklearn_mln.MLNEvolver`'s
+        inner loop. Elsewhere the torch path runs as before.
         The values then agree with the torch path to float tolerance, not bit for bit
         (the float32 kernel uses a rational tanh accurate to a few units in the last
-        place), and the first call in a process compiles the kernel (about a second).
+        place), and the first call in a process compiles the kernel (a second or two).
         Default: off, or on where the environment variable
         ``SKLEARN_MLN_NATIVE_KERNELS`` is ``1``.
 
