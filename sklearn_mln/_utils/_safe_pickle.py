@@ -116,12 +116,21 @@ class RestrictedUnpickler(
             self.refuse(f"state of type {type(state).__name__} for {type(inst).__name__}")
         super().load_build()
 
+    def load_global(self):
+        # the Python unpickler drops each line's last byte unread, so a file cut inside a
+        # GLOBAL line would name a shortened global: report the cut, not a refusal
+        module, name = self.readline(), self.readline()
+        if not (module.endswith(b"\n") and name.endswith(b"\n")):
+            raise EOFError("pickle data was truncated inside a global's name")
+        self.append(self.find_class(module[:-1].decode("utf-8"), name[:-1].decode("utf-8")))
+
     def load_forbidden(self):
         self.refuse("a pickle opcode that calls constructors")
 
     dispatch[pickle.REDUCE[0]] = load_reduce
     dispatch[pickle.NEWOBJ[0]] = load_newobj
     dispatch[pickle.BUILD[0]] = load_build
+    dispatch[pickle.GLOBAL[0]] = load_global
     for _op in (pickle.INST, pickle.OBJ, pickle.NEWOBJ_EX, pickle.EXT1, pickle.EXT2, pickle.EXT4):
         dispatch[_op[0]] = load_forbidden
     del _op
