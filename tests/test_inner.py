@@ -2,10 +2,13 @@ import numpy as np
 import pytest
 import torch
 
+import sklearn_mln
 from sklearn_mln import ClassicalLoss, MetaLossNetwork
+from sklearn_mln._classifier import _nets
 from sklearn_mln._classifier._nets import (
     MLP,
     default_module_factory,
+    hand_differentiated_form,
     population_forward,
     supports_population,
 )
@@ -203,6 +206,56 @@ def test_train_population_gradient_is_per_member(digits):
     for name in together:
         torch.testing.assert_close(together[name][1:], alone[name])
     assert isinstance(module, MLP)
+
+
+@pytest.mark.parametrize("hidden_sizes", [(32,), (16, 8)])
+def test_hand_written_mlp_backward_is_autograds(digits, hidden_sizes):
+    X, y = digits
+    X = torch.as_tensor(X[:60]).reshape(3, 20, 1, 8, 8)  # image rows: flattened on the way
+    y = torch.as_tensor(y[:60]).reshape(3, 20)
+    module, params = init_population(lambda: MLP(64, 10, hidden_sizes), [0, 1, 2])
+    params = {k: v.requires_grad_(True) for k, v in params.items()}
+    forward = hand_differentiated_form(module)
+    logits, backward = forward(module, params, X)
+    expected = population_forward(module, params, X, shared=False)
+    torch.testing.assert_close(logits, expected, rtol=0, atol=0)
+    d_logits = torch.randn_like(logits)
+    grads = backward(d_logits)
+    expected_grads = torch.autograd.grad(expected, list(params.values()), d_logits)
+    assert list(grads) != list(params)  # the order is the caller's to restore
+    for name, want in zip(params, expected_grads):
+        torch.testing.assert_close(grads[name], want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_train_population_by_hand_trains_as_autograd_does(digits, monkeypatch, native):
+    if native:
+        pytest.importorskip("numba")
+    X, y = digits
+    config, batch, _ = _setup(X.reshape(len(X), -1), y, n_tasks=2, steps=15)
+    module, params = init_population(config.module_factory, batch.init_seeds)
+    nets = _candidates(2)
+    thetas = np.stack([n.get_flat_params() for n in nets])
+    inputs = (
+        torch.as_tensor(batch.X_train).repeat(2, 1, 1),
+        torch.as_tensor(batch.y_train).repeat(2, 1),
+    )
+
+    def train():
+        loss = mln_population_loss(thetas, nets[0].spec, batch.n_tasks)
+        return train_population(
+            module, {k: v.repeat(2, 1, *[1] * (v.ndim - 2)) for k, v in params.items()},
+            *inputs, loss, lr=0.5, steps=15, momentum=0.9,
+        )  # fmt: skip
+
+    with sklearn_mln.config_context(native_kernels=native):
+        by_hand = train()
+        monkeypatch.setattr(_nets, "_HAND_DIFFERENTIATED", {})
+        assert hand_differentiated_form(module) is None
+        through_autograd = train()
+    for name in params:
+        torch.testing.assert_close(by_hand[0][name], through_autograd[0][name], rtol=0, atol=0)
+    assert torch.equal(by_hand[1], through_autograd[1])
 
 
 def test_evaluate_population_chunks_agree(digits):

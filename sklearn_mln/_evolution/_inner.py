@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._classifier._nets import population_forward
+from .._classifier._nets import hand_differentiated_form, population_forward
 from .._losses._meta_loss import MetaLossSpec, examples_per_class, meta_loss_per_sample
 from ._tasks import Task
 
@@ -241,7 +241,8 @@ def train_population(
     the examples per class of the members' training sets (the members of a pass share
     their size).
     """
-    params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    hand_written = hand_differentiated_form(module)
+    params = {k: v.detach().clone().requires_grad_(hand_written is None) for k, v in params.items()}
     weights = list(params.values())
     buffers = [torch.zeros_like(w) for w in weights]
     failed = torch.zeros(y.shape[0], dtype=torch.bool, device=y.device)
@@ -253,10 +254,20 @@ def train_population(
         for step in range(1, steps + 1):
             if set_progress is not None:
                 set_progress((step - 1) / steps)
-            logits = population_forward(module, params, X, shared=False)
+            if hand_written:  # autograd for the loss only, the classifier's backward by hand
+                with torch.no_grad():
+                    logits, backward = hand_written(module, params, X)
+                logits.requires_grad_(True)
+            else:
+                logits = population_forward(module, params, X, shared=False)
             losses = per_sample_loss(logits, y).mean(-1)
             failed |= ~torch.isfinite(losses)
-            grads = torch.autograd.grad(losses.sum(), weights)
+            if hand_written:
+                (d_logits,) = torch.autograd.grad(losses.sum(), logits)
+                by_name = backward(d_logits)
+                grads = [by_name[name] for name in params]
+            else:
+                grads = torch.autograd.grad(losses.sum(), weights)
             with torch.no_grad():
                 torch._foreach_mul_(buffers, momentum)
                 torch._foreach_add_(buffers, grads)

@@ -13,7 +13,7 @@ weights without gradient, one hidden layer of tanh, sigmoid or relu. numba is im
 each kernel compiled on first use.
 
 float32 uses a rational tanh (Eigen's, accurate to a few units in the last place) that
-the compiler vectorises; float64 uses the math library's.
+the compiler vectorises; float64 uses the math library's. Multiply-adds may be fused.
 """
 
 from __future__ import annotations
@@ -91,8 +91,11 @@ def _kernel(dtype, activation: str):
     import numba
 
     real = np.float32 if dtype == np.float32 else np.float64
-    # error_model="numpy": a float division without a zero check, so the loops vectorise
-    jit = numba.njit(inline="always", error_model="numpy", boundscheck=False)
+    # error_model="numpy": a float division without a zero check, so the loops vectorise;
+    # "contract" lets a multiply and an add fuse (one rounding instead of two): the net's
+    # loop measured a fifth faster, and no other fast-math licence is taken
+    options = dict(error_model="numpy", boundscheck=False, fastmath={"contract"})
+    jit = numba.njit(inline="always", **options)
     tanh = jit(_rational_tanh) if real is np.float32 else math.tanh
     one, half, zero = real(1.0), real(0.5), real(0.0)
 
@@ -109,7 +112,7 @@ def _kernel(dtype, activation: str):
 
     chosen = {"tanh": tanh_and_slope, "sigmoid": sigmoid_and_slope, "relu": relu_and_slope}
     kernel = _make_loss(jit, jit(chosen[activation]), real)
-    return numba.njit(boundscheck=False, nogil=True, error_model="numpy")(kernel)
+    return numba.njit(nogil=True, **options)(kernel)
 
 
 def _rational_tanh(x):
@@ -145,10 +148,17 @@ def _make_loss(jit, activation_and_slope, real):
     ):
         """Member p's losses into ``losses[p]`` and their mean into ``means[p]``, ``scale`` x
         their logit gradient into ``grad[p]``; the weights are one row (or value) a member."""
+        size = z.shape[1] * z.shape[2]  # one member's elements; scratch shared by members
+        log_p, probs, label = (
+            np.empty(size, z.dtype),
+            np.empty(size, z.dtype),
+            np.empty(size, z.dtype),
+        )
+        out, slope = np.empty(size, z.dtype), np.empty(size, z.dtype)
         for p in range(z.shape[0]):
-            log_p, probs, label = softmax(z[p], y[p])
+            softmax(z[p], y[p], log_p, probs, label)
             pred = log_p if inputs == 0 else probs if inputs == 1 else z[p].copy().reshape(-1)
-            out, slope = net(pred, label, w_pred[p], w_label[p], b1[p], w2[p], b2[p], a0[p], a1[p])
+            net(pred, label, w_pred[p], w_label[p], b1[p], w2[p], b2[p], a0[p], a1[p], out, slope)
             backward(out, slope, log_p, probs, y[p], inputs, anchored, scale, losses[p], grad[p])
             means[p] = losses[p].sum() / z.shape[1]
 
@@ -158,11 +168,10 @@ def _make_loss(jit, activation_and_slope, real):
 def _make_softmax(real):
     zero, one = real(0.0), real(1.0)
 
-    def softmax(z, y):
-        """Log-probabilities, probabilities and one-hot labels, flat ``(n * C,)``."""
+    def softmax(z, y, log_p, probs, label):
+        """Log-probabilities, probabilities and one-hot labels into flat ``(n * C,)`` arrays."""
         n, n_classes = z.shape
-        log_p, probs = np.empty(z.size, z.dtype), np.empty(z.size, z.dtype)
-        label = np.zeros(z.size, z.dtype)
+        label[:] = zero
         for i in range(n):
             top = z[i, 0]
             for c in range(1, n_classes):
@@ -179,15 +188,13 @@ def _make_softmax(real):
             if y[i] < 0 or y[i] >= n_classes:  # no bounds checks here: memory, not an error
                 raise IndexError("a label is outside [0, number of classes)")
             label[i * n_classes + y[i]] = one
-        return log_p, probs, label
 
     return softmax
 
 
 def _make_net(activation_and_slope):
-    def net(pred, label, w_pred, w_label, b1, w2, b2, a0, a1):
-        """Each class's net output and its slope d net / d pred, flat ``(n * C,)``."""
-        out, slope = np.empty_like(pred), np.empty_like(pred)
+    def net(pred, label, w_pred, w_label, b1, w2, b2, a0, a1, out, slope):
+        """Each class's net output and its slope d net / d pred into flat ``(n * C,)`` arrays."""
         for e in range(pred.size):  # the linear term (a0 + a1 y_c) q_c and the output bias
             coef = a0 + a1 * label[e]
             out[e] = b2 + coef * pred[e]
@@ -199,7 +206,6 @@ def _make_net(activation_and_slope):
                 a, s = activation_and_slope(bias + wp * pred[e] + wl * label[e])
                 out[e] += wo * a
                 slope[e] += wo_wp * s
-        return out, slope
 
     return net
 
@@ -221,8 +227,10 @@ def _make_backward(real):
                 loss, d_g = max(g, zero), (scale if g > zero else zero)
             elif g > softplus_threshold:  # F.softplus is the identity above it
                 loss, d_g = g, scale
-            else:
-                loss, d_g = math.log1p(math.exp(g)), scale / (one + math.exp(-g))
+            else:  # softplus and its slope, the sigmoid, from one exponential
+                e = math.exp(-abs(g))
+                loss = max(g, zero) + math.log1p(e)
+                d_g = scale / (one + e) if g >= zero else scale * e / (one + e)
             losses[i] = loss
             d_sum = zero
             for c in range(n_classes):  # d loss / d log p_c, through the input transform
