@@ -4,6 +4,8 @@ A *population* is ``M`` independent copies of one architecture whose parameters 
 stacked along a leading dimension. :func:`population_forward` runs all of them in one
 autograd graph: batched matmuls for the MLP, per-member convolutions with a batched head
 for the CNN, and ``torch.func.vmap`` over ``functional_call`` for any other module.
+:func:`hand_differentiated_form` gives the MLP's forward with its backward written out,
+which the training loop uses instead of autograd where it exists.
 """
 
 from __future__ import annotations
