@@ -25,7 +25,7 @@ Evolution
     :func:`fingerprint`, :func:`save_checkpoint`, :func:`load_checkpoint`.
 Results
     :func:`provenance`, :func:`provenance_lines`, :func:`atomic_write_bytes`,
-    :func:`write_result_files`.
+    :func:`write_result_files`, :func:`record_measurement`.
 """
 
 from ._classifier import _estimator, _nets
@@ -44,7 +44,7 @@ from ._losses._meta_loss import (
     shots_feature,
 )
 from ._utils._archive import atomic_write_bytes, write_result_files
-from ._utils._provenance import provenance, provenance_lines
+from ._utils._provenance import provenance, provenance_lines, record_measurement
 
 #: ``MLNClassifier()``'s training per kind of input: ``(loss, lr, epochs)``
 AUTO_TRAINING = _estimator.AUTO_TRAINING
@@ -74,6 +74,7 @@ __all__ = [
     "meta_loss_per_sample",
     "provenance",
     "provenance_lines",
+    "record_measurement",
     "resolve_module_factory",
     "sample_tasks",
     "save_checkpoint",

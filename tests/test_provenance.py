@@ -1,5 +1,6 @@
 """The provenance record: what it says about the tree, the machine and its load."""
 
+import json
 import shutil
 import subprocess
 
@@ -69,3 +70,31 @@ def test_an_evolved_loss_records_the_device_it_was_evolved_on(digits, tiny_evolv
     X, y = digits
     evolver = MLNEvolver(**tiny_evolver).fit(X[:300], y[:300])
     assert evolver.meta_loss_.metadata["device"] == "cpu"
+
+
+def test_record_measurement_writes_the_result_with_its_provenance(tmp_path, capsys):
+    import torch
+
+    from sklearn_mln.toolkit import record_measurement
+
+    threads = torch.get_num_threads()
+    seen = {}
+
+    def measure():
+        seen["threads"] = torch.get_num_threads()
+        return {"rows": [1.5]}
+
+    torch.set_num_threads(2)  # record_measurement runs it at one
+    try:
+        result = record_measurement(
+            measure, lambda r: f"| x |\n|---|\n| {r['rows'][0]} |", tmp_path / "speed", seed=7
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert seen["threads"] == 1
+    written = json.loads((tmp_path / "speed.json").read_text())
+    assert written == result and written["rows"] == [1.5]
+    assert set(REQUIRED_KEYS) <= set(written["provenance"])
+    assert written["provenance"]["seed"] == 7 and written["provenance"]["wall_seconds"] >= 0
+    assert (tmp_path / "speed.md").read_text() == "| x |\n|---|\n| 1.5 |\n"
+    assert "| 1.5 |" in capsys.readouterr().out

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from sklearn_mln.toolkit import provenance, provenance_lines, write_result_files
+from sklearn_mln.toolkit import provenance_lines, record_measurement
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "cnn_batching"
 MEMBERS, IMAGES = 8, 100
@@ -65,15 +65,10 @@ def bench() -> dict:
     cols = F.unfold(images, 3, padding=1)  # (IMAGES, 9, 784): once per task
 
     def conv1_per_member():
-        return [
-            _trained(w1[m], b1[m], lambda w, b: F.conv2d(images, w, b, padding=1))
-            for m in range(MEMBERS)
-        ]
+        return [_trained(w1[m], b1[m], partial(_conv_padded, images)) for m in range(MEMBERS)]
 
     def conv1_one():
-        return _trained(
-            w1.reshape(-1, 1, 3, 3), b1.reshape(-1), lambda w, b: F.conv2d(images, w, b, padding=1)
-        )
+        return _trained(w1.reshape(-1, 1, 3, 3), b1.reshape(-1), partial(_conv_padded, images))
 
     def conv1_unfolded():
         return _trained(
@@ -91,19 +86,15 @@ def bench() -> dict:
             grads = []
             for m in range(MEMBERS):
                 x = inputs[m].clone().requires_grad_()
-                conv = partial(_conv_padded, x)
-                grads.append(_trained(w2[m], b2[m], conv))
+                grads.append(_trained(w2[m], b2[m], partial(_conv_padded, x)))
             return grads
 
         return run
 
     def conv2_grouped():
         x = h_grouped.clone().requires_grad_()
-        return _trained(
-            w2.reshape(-1, 8, 3, 3),
-            b2.reshape(-1),
-            lambda w, b: F.conv2d(x, w, b, padding=1, groups=MEMBERS),
-        )
+        grouped = partial(_conv_padded, x, groups=MEMBERS)
+        return _trained(w2.reshape(-1, 8, 3, 3), b2.reshape(-1), grouped)
 
     rows = {
         "conv 1": {
@@ -154,14 +145,7 @@ def markdown(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    started = time.perf_counter()
-    torch.set_num_threads(1)
-    record = provenance(seed=0, threads=1)
-    result = bench()
-    result["provenance"] = {**record, "wall_seconds": round(time.perf_counter() - started, 2)}
-    table = markdown(result)
-    print(table)
-    write_result_files(RESULTS / "cnn_batching", result, table)
+    record_measurement(bench, markdown, RESULTS / "cnn_batching")
     return 0
 
 

@@ -28,9 +28,8 @@ import torch
 from sklearn_mln.toolkit import (
     MetaLossSpec,
     meta_loss_per_sample,
-    provenance,
     provenance_lines,
-    write_result_files,
+    record_measurement,
 )
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "compiled_kernel"
@@ -112,14 +111,11 @@ def markdown(result: dict) -> str:
 
 
 def main(argv=None) -> int:
-    started = time.perf_counter()
-    torch.set_num_threads(1)
-    record = provenance(seed=0, threads=1)
-    result = {"rows": [bench(members, repeats=5) for members in (1, 16, 64)]}
-    result["provenance"] = {**record, "wall_seconds": round(time.perf_counter() - started, 2)}
-    table = markdown(result)
-    print(table)
-    write_result_files(RESULTS / "compiled_kernel", result, table)
+    record_measurement(
+        lambda: {"rows": [bench(members, repeats=5) for members in (1, 16, 64)]},
+        markdown,
+        RESULTS / "compiled_kernel",
+    )
     return 0
 
 

@@ -12,6 +12,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -127,6 +128,37 @@ def provenance(
     if started is not None:
         record["wall_seconds"] = round(time.perf_counter() - started, 2)
     return record
+
+
+def record_measurement(
+    measure: Callable[[], dict],
+    markdown: Callable[[dict], str],
+    stem,
+    *,
+    seed: int | None = 0,
+    threads: int = 1,
+) -> dict:
+    """Run ``measure()`` at ``threads`` torch threads and write its result with provenance.
+
+    The provenance is taken before the run (the commit it starts from, the load before it)
+    and completed with the wall time after; the result gets it under ``"provenance"``.
+    ``markdown(result)`` is printed, and both are written by
+    :func:`~sklearn_mln._utils._archive.write_result_files` as ``stem.json`` / ``stem.md``.
+    Returns the result.
+    """
+    import torch
+
+    from ._archive import write_result_files
+
+    started = time.perf_counter()
+    torch.set_num_threads(threads)
+    record = provenance(seed=seed, threads=threads)
+    result = measure()
+    result["provenance"] = {**record, "wall_seconds": round(time.perf_counter() - started, 2)}
+    table = markdown(result)
+    print(table)
+    write_result_files(stem, result, table)
+    return result
 
 
 def device_name(device: str) -> str:
