@@ -5,7 +5,8 @@ Two implementations that agree to float tolerance from the same seeds:
 * :func:`score_reference`: one classifier at a time, ``nn.Module`` + ``torch.optim.SGD``
   (the readable reference);
 * :func:`score_population`: every (candidate loss, task) pair trains at once, parameters
-  stacked along a leading *member* dimension, one autograd pass per SGD step.
+  stacked along a leading *member* dimension, one backward pass per SGD step (written
+  out for the MLP, autograd for other modules).
 
 Members are ordered candidate-major: member ``m`` is candidate ``m // n_tasks`` on task
 ``m % n_tasks``. Every candidate sees the same tasks and the same initial weights
