@@ -58,11 +58,10 @@ from sklearn_mln.toolkit import (
     draw_seeds,
     make_task_batch,
     meta_loss_per_sample,
-    provenance,
     provenance_lines,
+    record_measurement,
     resolve_module_factory,
     sample_tasks,
-    write_result_files,
 )
 
 RESULTS = Path(__file__).parent / "results" / "evolution_speed"
@@ -452,19 +451,17 @@ def main(argv=None) -> int:
         "--output", default=None, help="default: results/evolution_speed/speed-<problems>"
     )
     args = parser.parse_args(argv)
-    started = time.perf_counter()
-    torch.set_num_threads(1)
-    record = provenance(seed=SEED, threads=1)  # the commit the run starts from
     repeats = 1 if args.quick else args.repeats
-    result = {"problems": [bench_problem(n, repeats, args.quick) for n in args.problems]}
-    if not args.no_criterion:
-        result["criterion"] = bench_criterion(repeats, args.quick)
-    result["provenance"] = {**record, "wall_seconds": round(time.perf_counter() - started, 2)}
-    table = markdown(result)
-    print("\n" + table)
     name = "speed-" + ("-".join(args.problems) or "criterion") + ("-quick" if args.quick else "")
-    output = Path(args.output) if args.output else RESULTS / name
-    write_result_files(output, result, table)
+
+    def measure() -> dict:
+        result = {"problems": [bench_problem(n, repeats, args.quick) for n in args.problems]}
+        if not args.no_criterion:
+            result["criterion"] = bench_criterion(repeats, args.quick)
+        return result
+
+    # one torch thread, the provenance of the commit the run starts from
+    record_measurement(measure, markdown, Path(args.output) if args.output else RESULTS / name)
     return 0
 
 

@@ -228,10 +228,15 @@ class _ResetCopy:
 
 
 # ----------------------------------------------------------------------------- population forms
-def _mlp_forward(module: MLP, params: dict[str, Tensor], X: Tensor, shared: bool) -> Tensor:
+def _mlp_forward(
+    module: MLP, params: dict[str, Tensor], X: Tensor, shared: bool, inputs: list | None = None
+) -> Tensor:
+    """The population MLP's logits; ``inputs`` collects each layer's input on the way."""
     n_layers = len(module.layers)
     h = X.flatten(1) if shared else X.flatten(2)
     for i in range(n_layers):
+        if inputs is not None:
+            inputs.append(h)
         weight = params[f"layers.{i}.weight"]  # (M, out, in)
         bias = params[f"layers.{i}.bias"]  # (M, out)
         if h.ndim == 2:  # shared input (n, d): one matmul against all members at once
@@ -268,13 +273,8 @@ def _mlp_forward_with_backward(
     # (the trained weights agree bit for bit), without the graph: on the population MLP
     # the engine's bookkeeping measured about a tenth of a step.
     n_layers = len(module.layers)
-    inputs, h = [], X.flatten(2)
-    for i in range(n_layers):
-        inputs.append(h)
-        weight, bias = params[f"layers.{i}.weight"], params[f"layers.{i}.bias"]
-        h = torch.baddbmm(bias.unsqueeze(1), h, weight.transpose(1, 2))
-        if i < n_layers - 1:
-            h = torch.relu(h)
+    inputs: list[Tensor] = []
+    logits = _mlp_forward(module, params, X, shared=False, inputs=inputs)
 
     def backward(d_out: Tensor) -> dict[str, Tensor]:
         grads = {}
@@ -286,7 +286,7 @@ def _mlp_forward_with_backward(
                 d_out = torch.ops.aten.threshold_backward(d_in, inputs[i], 0)
         return grads
 
-    return h, backward
+    return logits, backward
 
 
 _HAND_DIFFERENTIATED = {MLP: _mlp_forward_with_backward}
